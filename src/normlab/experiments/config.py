@@ -1,0 +1,214 @@
+"""Typed experiment configuration and ``--set key=value`` overrides.
+
+A ``Config`` is a frozen dataclass holding every choice a run makes; presets are
+``dataclasses.replace(default_config(), ...)`` and the resolved config is written into every run
+directory, so a run can always say exactly what it did. Overrides are parsed against the field
+types: an unknown key or a badly typed value raises a one-line ``NormlabError`` naming the key and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, fields, replace
+
+from normlab.errors import NormlabError
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of a run. Field comments are the help text of ``normlab run --help-keys``."""
+
+    preset: str = "custom"  # name of the preset this config came from
+    # --- data
+    dataset: str = "digits"  # a name from `normlab list` (datasets)
+    normalize: str = ""  # dataset normalization: "" = the dataset's conventional one
+    augment: bool = False  # CIFAR-10 random crop (pad 4) + horizontal flip
+    # --- models: one network per entry of `networks`; the first is the baseline
+    model: str = "mlp"
+    networks: tuple[str, ...] = ("none", "batch")  # norm of each network, built from one seed
+    width: float = 1.0  # width multiplier (vgg, mlp)
+    activation: str = ""  # "" = the model's own (relu for mlp/vgg, sigmoid for lenet/ioffe_mlp)
+    bias_before_norm: bool = True  # False removes the bias of the layer before a norm (d2l ex. 1)
+    norm_exclude: tuple[int, ...] = ()  # hidden layers that get no norm (d2l ex. 3)
+    norm_position: str = "before_activation"  # or "after_activation"
+    dropout: float = 0.0
+    conv_path: str = "auto"  # "auto", "xla" (lax.conv_general_dilated) or "im2col"
+    bn_momentum: float = 0.99  # running average: ra = m*ra + (1-m)*batch (Flax convention)
+    bn_running_var: str = "biased"  # "biased" (Flax) or "unbiased" (PyTorch, BN15 inference)
+    # --- optimization
+    optimizer: str = "adam"  # "sgd", "momentum" or "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # for optimizer="momentum"
+    lr_schedule: str = "constant"  # "constant", "cosine", "step" (x0.1 at 50% and 75%), "warmup_cosine"
+    weight_decay: float = 0.0  # L2 penalty added to the gradient (decoupled for adam: adamw)
+    batch_size: int = 32
+    epochs: int = 1
+    steps: int = 0  # > 0 overrides epochs: train exactly this many steps
+    full_batch: bool = False  # every step sees the whole training split (the DLN study)
+    seed: int = 0  # model initialization (both networks share it)
+    data_seed: int = 0  # batch order and augmentation
+    # --- evaluation and storage
+    eval_every: int = 0  # steps between test evaluations; 0 = once per epoch
+    train_eval_size: int = 2000  # training examples evaluated (eval mode) at each evaluation
+    log_every: int = 50  # steps between reading metrics back from the device
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = at every evaluation
+    # --- probes
+    probes: tuple[str, ...] = ("activations", "gradients", "distance")
+    probe_every: int = 50  # steps between probe measurements (and step 0)
+    probe_bn_mode: str = "train"  # "train" (batch statistics) or "eval" (running averages)
+    hist_bins: int = 60
+    hist_range: float = 5.0  # activation histogram edges: linspace(-r, r, bins + 1)
+    tracked_layer: int = -1  # hidden layer whose unit is tracked (BN15 Fig. 1: the last)
+    tracked_unit: int = 0
+    tracked_param_layer: int = -1  # weight layer whose kernel entry is tracked (gradients probe)
+    tracked_param_index: int = 0  # flat index into that kernel
+    landscape_points: int = 8  # step sizes of the landscape/predictiveness probes
+    landscape_range: tuple[float, ...] = (0.5, 4.0)  # step sizes as multiples of lr
+    landscape_spacing: str = "linear"  # or "log"
+    # --- output
+    report: bool = True  # write figures and report.html at the end of the run
+
+    def network_names(self) -> tuple[str, ...]:
+        return self.networks
+
+
+def default_config() -> Config:
+    return Config()
+
+
+# ------------------------------------------------------------------------------------ overrides
+
+
+def _type_name(annotation) -> str:
+    if typing.get_origin(annotation) is tuple:
+        (inner, _ellipsis) = typing.get_args(annotation)
+        return f"comma-separated {inner.__name__}s"
+    return annotation.__name__
+
+
+def _field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in fields(Config)}
+
+
+def allowed_keys() -> dict[str, str]:
+    """Key -> human-readable type, for help texts and error messages."""
+    return {name: _type_name(tp) for name, tp in _field_types().items()}
+
+
+def _parse_scalar(text: str, tp: type):
+    if tp is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(text)
+    if tp is int:
+        return int(text.replace("_", ""))
+    if tp is float:
+        return float(text)
+    return text.strip()
+
+
+def parse_value(key: str, text: str):
+    """Parse ``text`` as the type of config field ``key``."""
+    types_by_key = _field_types()
+    if key not in types_by_key:
+        allowed = ", ".join(f"{k} ({t})" for k, t in allowed_keys().items())
+        raise NormlabError(f"unknown setting {key!r}; allowed keys: {allowed}")
+    tp = types_by_key[key]
+    try:
+        if typing.get_origin(tp) is tuple:
+            (inner, _ellipsis) = typing.get_args(tp)
+            items = [item for item in text.split(",") if item.strip()]
+            return tuple(_parse_scalar(item, inner) for item in items)
+        return _parse_scalar(text, tp)
+    except ValueError:
+        raise NormlabError(
+            f"setting {key!r} expects {_type_name(tp)}, got {text!r}"
+        ) from None
+
+
+def apply_overrides(config: Config, assignments: list[str]) -> Config:
+    """Apply ``["key=value", ...]`` to ``config``; the result is validated."""
+    changes = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep:
+            raise NormlabError(f"--set expects key=value, got {assignment!r}")
+        changes[key.strip()] = parse_value(key.strip(), text)
+    return validate(replace(config, **changes))
+
+
+def changed_settings(config: Config, base: Config) -> dict[str, object]:
+    """The settings in which ``config`` differs from ``base`` (e.g. its preset)."""
+    return {
+        f.name: getattr(config, f.name)
+        for f in fields(Config)
+        if getattr(config, f.name) != getattr(base, f.name)
+    }
+
+
+_CHOICES = {
+    "norm_position": ("before_activation", "after_activation"),
+    "conv_path": ("auto", "xla", "im2col"),
+    "bn_running_var": ("biased", "unbiased"),
+    "optimizer": ("sgd", "momentum", "adam"),
+    "lr_schedule": ("constant", "cosine", "step", "warmup_cosine"),
+    "probe_bn_mode": ("train", "eval"),
+    "landscape_spacing": ("linear", "log"),
+}
+
+_POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points")
+_NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_every", "train_eval_size")
+
+
+def validate(config: Config) -> Config:
+    """Check value ranges and choices; names of datasets/models/norms are checked when used."""
+    for key, choices in _CHOICES.items():
+        value = getattr(config, key)
+        if value not in choices:
+            raise NormlabError(f"setting {key!r} must be one of {', '.join(choices)}; got {value!r}")
+    for key in _POSITIVE:
+        if getattr(config, key) <= 0:
+            raise NormlabError(f"setting {key!r} must be > 0; got {getattr(config, key)}")
+    for key in _NON_NEGATIVE:
+        if getattr(config, key) < 0:
+            raise NormlabError(f"setting {key!r} must be >= 0; got {getattr(config, key)}")
+    if config.epochs == 0 and config.steps == 0:
+        raise NormlabError("set epochs > 0 or steps > 0")
+    if not config.networks:
+        raise NormlabError("setting 'networks' needs at least one norm name")
+    if len(set(config.networks)) != len(config.networks):
+        raise NormlabError(f"setting 'networks' has a repeated name: {','.join(config.networks)}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise NormlabError(f"setting 'dropout' must be in [0, 1); got {config.dropout}")
+    if config.lr <= 0 or config.width <= 0 or config.hist_range <= 0:
+        raise NormlabError("settings 'lr', 'width' and 'hist_range' must be > 0")
+    if len(config.landscape_range) != 2 or not 0 < config.landscape_range[0] < config.landscape_range[1]:
+        raise NormlabError(
+            f"setting 'landscape_range' expects two numbers 0 < low < high; got {config.landscape_range}"
+        )
+    return config
+
+
+def to_dict(config: Config) -> dict:
+    """JSON-able dict (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def from_dict(data: dict) -> Config:
+    """Inverse of ``to_dict``; unknown keys are an error (a run from a newer normlab)."""
+    types_by_key = _field_types()
+    unknown = set(data) - set(types_by_key)
+    if unknown:
+        raise NormlabError(f"config has unknown settings: {', '.join(sorted(unknown))}")
+    values = {}
+    for key, value in data.items():
+        if typing.get_origin(types_by_key[key]) is tuple:
+            value = tuple(value)
+        values[key] = value
+    return validate(Config(**values))

@@ -1,0 +1,144 @@
+"""Named presets: each a ``replace(default_config(), ...)`` with a one-line description.
+
+Where a paper leaves a choice open the preset records ours in its description; every run writes
+its resolved config, so the choice is never silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from normlab.errors import check_name
+from normlab.experiments.config import Config, default_config, validate
+
+PART1_PROBES = ("activations", "gradients", "distance")
+SANTURKAR_PROBES = ("ics", "landscape", "predictiveness", "beta_smoothness", "activations", "distance")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    config: Config
+
+
+def _preset(name: str, description: str, **settings) -> Preset:
+    return Preset(name, description, validate(replace(default_config(), preset=name, **settings)))
+
+
+_PRESETS = [
+    _preset(
+        "quickstart",
+        "Part 1 study on the embedded digits data: mlp with and without BN, Adam 1e-3, ~30 s on 2 CPU cores",
+        dataset="digits",
+        model="mlp",
+        optimizer="adam",
+        lr=1e-3,
+        batch_size=32,
+        epochs=15,
+        probe_every=22,
+        log_every=44,
+        hist_range=6.0,
+        train_eval_size=1437,
+    ),
+    _preset(
+        "part1",
+        "seed notebook Part 1: mlp with/without BN on MNIST, Adam 1e-3, batch 32, 20 epochs, "
+        "inputs standardized then scaled to max 1",
+        dataset="mnist",
+        normalize="standardize_max1",
+        model="mlp",
+        optimizer="adam",
+        lr=1e-3,
+        batch_size=32,
+        epochs=20,
+        probe_every=375,
+        log_every=125,
+        hist_range=6.0,
+        train_eval_size=10000,
+    ),
+    _preset(
+        "part2",
+        "seed notebook Part 2: vgg with/without BN on CIFAR-10, SGD momentum 0.9, lr 0.035, batch 128, "
+        "39 epochs, no augmentation (GPU-sized; use --set width=0.125 steps=... on CPU)",
+        dataset="cifar10",
+        model="vgg",
+        optimizer="momentum",
+        lr=0.035,
+        momentum=0.9,
+        batch_size=128,
+        epochs=39,
+        probe_every=390,
+        log_every=50,
+        probes=("activations", "gradients", "distance"),
+    ),
+    _preset(
+        "ioffe_mnist",
+        "BN15 Fig. 1: ioffe_mlp (3x100 sigmoid) on MNIST, batch 60, 50,000 steps; SGD lr 0.1 is our "
+        "choice (BN15 does not state it); tracks a last-hidden-layer unit's 15/50/85th percentiles",
+        dataset="mnist",
+        normalize="unit",
+        model="ioffe_mlp",
+        optimizer="sgd",
+        lr=0.1,
+        batch_size=60,
+        steps=50_000,
+        eval_every=1000,
+        probe_every=1000,
+        log_every=250,
+        tracked_layer=-1,
+        hist_range=8.0,
+    ),
+    _preset(
+        "d2l_lenet",
+        "d2l BNLeNet on Fashion-MNIST: lenet with/without BN, SGD lr 0.1, batch 128, 10 epochs",
+        dataset="fashion_mnist",
+        model="lenet",
+        optimizer="sgd",
+        lr=0.1,
+        batch_size=128,
+        epochs=10,
+        probe_every=235,
+        log_every=47,
+    ),
+    _preset(
+        "santurkar_vgg",
+        "S18 Fig. 3/4: vgg on CIFAR-10, no augmentation, batch 128, SGD lr 0.1, 15,000 steps, the "
+        "Santurkar probes (GPU-sized; on CPU: --set width=0.125 steps=200)",
+        dataset="cifar10",
+        model="vgg",
+        optimizer="sgd",
+        lr=0.1,
+        batch_size=128,
+        steps=15_000,
+        eval_every=500,
+        probe_every=100,
+        log_every=50,
+        probes=SANTURKAR_PROBES,
+    ),
+    _preset(
+        "santurkar_dln",
+        "S18 Fig. 3/4 deep linear network: dln k=25 on 1000 Gaussian samples, full-batch GD, lr 1e-6, "
+        "10,000 steps, landscape over [0.01, 30] x lr",
+        dataset="dln_gaussian",
+        model="dln",
+        optimizer="sgd",
+        lr=1e-6,
+        full_batch=True,
+        steps=10_000,
+        eval_every=500,
+        probe_every=100,
+        log_every=100,
+        probes=("ics", "landscape", "predictiveness", "beta_smoothness", "distance"),
+        landscape_range=(0.01, 30.0),
+        landscape_spacing="log",
+    ),
+]
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in _PRESETS}
+DEFAULT_PRESET = "quickstart"
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name lists the valid ones."""
+    return PRESETS[check_name("preset", name, PRESETS)]

@@ -1,0 +1,77 @@
+"""Probes: measurements on a schedule, pure and jittable, composed into bundles.
+
+``PROBES`` maps each name to a one-line description; ``make_probe(name, **options)`` builds one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from normlab.errors import NormlabError, check_name
+from normlab.probes.activations import ActivationsProbe
+from normlab.probes.base import (
+    AnyOf,
+    AtSteps,
+    Every,
+    Probe,
+    ProbeContext,
+    Schedule,
+    active_probes,
+    at_steps,
+    every,
+    never,
+)
+from normlab.probes.distance import DistanceProbe
+from normlab.probes.gradients import GradientsProbe
+
+_FACTORIES: dict[str, tuple[str, Callable[..., Probe]]] = {
+    "activations": (
+        "per-layer activation histograms, mean/std, per-unit moments, tracked unit's 15/50/85th percentiles",
+        ActivationsProbe,
+    ),
+    "gradients": ("per-layer gradient mean/std/norm and histograms, one tracked parameter's gradient", GradientsProbe),
+    "distance": ("per-layer distance of the weights from their initialization (S18 Lemma 4.5)", DistanceProbe),
+}
+
+
+def register_probe(name: str, description: str, factory: Callable[..., Probe]) -> None:
+    """Add a probe to the registry (used by the probe modules themselves)."""
+    _FACTORIES[name] = (description, factory)
+
+
+def probe_names() -> list[str]:
+    return list(_FACTORIES)
+
+
+def probe_descriptions() -> dict[str, str]:
+    return {name: description for name, (description, _factory) in _FACTORIES.items()}
+
+
+def make_probe(name: str, **options) -> Probe:
+    """Build the probe ``name`` with ``options`` (its dataclass fields)."""
+    _description, factory = _FACTORIES[check_name("probe", name, _FACTORIES)]
+    try:
+        return factory(**options)
+    except TypeError as error:
+        raise NormlabError(f"probe {name!r}: {error}") from None
+
+
+__all__ = [
+    "ActivationsProbe",
+    "AnyOf",
+    "AtSteps",
+    "DistanceProbe",
+    "Every",
+    "GradientsProbe",
+    "Probe",
+    "ProbeContext",
+    "Schedule",
+    "active_probes",
+    "at_steps",
+    "every",
+    "make_probe",
+    "never",
+    "probe_descriptions",
+    "probe_names",
+    "register_probe",
+]

@@ -1,0 +1,41 @@
+"""Distance from initialization (S18 Lemma 4.5): per weight layer ``||W_t - W_0||_2``.
+
+``W`` is the flattened kernel, ``W_0`` its value at step 0 (identical for the two networks of a
+pair). ``total`` is the distance of all kernels together. Parameters only: no BN mode involved
+(recorded as "none").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+
+from normlab.probes.base import ProbeContext, Schedule, every
+from normlab.train import NetworkSpec, state_at
+
+
+@dataclass(frozen=True)
+class DistanceProbe:
+    schedule: Schedule = field(default_factory=lambda: every(50))
+    bn_mode: str = "none"
+    name: str = "distance"
+
+    def meta(self, spec: NetworkSpec) -> dict:
+        return {
+            "available": True,
+            "bn_mode": self.bn_mode,
+            "layers": list(spec.weight_layer_names),
+            "what": "||W_t - W_0||_2 of each weight layer's kernel",
+            "paper": "S18 Lemma 4.5",
+        }
+
+    def measure(self, ctx: ProbeContext) -> dict:
+        result, total = {}, 0.0
+        for name, path in zip(ctx.spec.weight_layer_names, ctx.spec.kernel_paths):
+            delta = state_at(ctx.state.params, path) - state_at(ctx.init_params, path)
+            squared = jnp.sum(jnp.square(delta))
+            result[name] = jnp.sqrt(squared)
+            total = total + squared
+        result["total"] = jnp.sqrt(total)
+        return result

@@ -1,0 +1,33 @@
+"""Pure, jittable training: split NNX state, train/eval steps, optimizers."""
+
+from normlab.train.steps import (
+    NetworkSpec,
+    NetworkState,
+    StepOutputs,
+    apply_model,
+    evaluate_batch,
+    gradient,
+    kernel_paths,
+    loss_and_accuracy,
+    loss_fn,
+    make_network,
+    make_optimizer,
+    state_at,
+    train_step,
+)
+
+__all__ = [
+    "NetworkSpec",
+    "NetworkState",
+    "StepOutputs",
+    "apply_model",
+    "evaluate_batch",
+    "gradient",
+    "kernel_paths",
+    "loss_and_accuracy",
+    "loss_fn",
+    "make_network",
+    "make_optimizer",
+    "state_at",
+    "train_step",
+]

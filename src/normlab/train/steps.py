@@ -1,0 +1,246 @@
+"""Pure training and evaluation steps over split NNX state.
+
+A network is split once into a static ``NetworkSpec`` (graph definition, optimizer, task) and a
+dynamic ``NetworkState`` pytree (parameters, the rest of the model state such as BN running
+statistics and rng counters, optimizer state, an ``alive`` flag). Every function here is pure and
+jittable; the caller jits them once per run (JAX-NOTES: split + ``jax.jit`` is ~2.7x faster than
+``nnx.jit`` for a small MLP because the graph is not re-traversed on every call).
+
+Divergence is data, not an exception: a network whose loss is NaN or infinite is marked dead
+(``alive = False``) at that step, its state stops changing, and its reported loss is NaN from
+then on; its twin in the same compiled group step is unaffected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+Array = jax.Array
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkSpec:
+    """The static half of a network: closed over by jitted functions, never traced.
+
+    ``task`` is "classification" (softmax cross-entropy, accuracy) or "regression" (squared error
+    summed over output dimensions; ``regression_reduction`` "sum" or "mean" over samples).
+    ``learning_rate`` maps the optimizer step count to the learning rate (probes need eta).
+    """
+
+    name: str
+    graphdef: nnx.GraphDef
+    tx: optax.GradientTransformation
+    task: str
+    learning_rate: Callable[[Array], Array]
+    kernel_paths: tuple[tuple, ...]  # path of each weight layer's kernel in ``params``, in order
+    weight_layer_names: tuple[str, ...]
+    activation_names: tuple[str, ...]
+    regression_reduction: str = "sum"
+
+
+class NetworkState(NamedTuple):
+    """The dynamic half of a network (a pytree)."""
+
+    params: nnx.State
+    rest: nnx.State
+    opt_state: Any
+    alive: Array  # bool scalar: False once the loss has been non-finite
+
+
+class StepOutputs(NamedTuple):
+    """What one training step computed besides the new state (for metrics and probes)."""
+
+    loss: Array
+    accuracy: Array
+    grads: nnx.State
+    intermediates: tuple  # captured activations, one per hidden layer (empty if not sown)
+
+
+def kernel_paths(model: nnx.Module) -> tuple[tuple, ...]:
+    """Paths (into the ``nnx.Param`` state) of the kernels of ``model.weight_layers``, in order.
+
+    This is the whole contract a model must meet to be probed layer by layer: a ``weight_layers``
+    attribute listing the submodules that hold a ``kernel`` Param, in forward order.
+    """
+    layers = list(getattr(model, "weight_layers", ()))
+    if not layers:
+        raise TypeError(
+            f"{type(model).__name__} has no `weight_layers`: list the submodules holding a `kernel` "
+            "Param, in forward order, to make the model probe-able"
+        )
+    path_of = {id(node): path for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)}
+    missing = [layer for layer in layers if id(layer) not in path_of or not hasattr(layer, "kernel")]
+    if missing:
+        raise TypeError("every entry of `weight_layers` must be a submodule of the model with a `kernel` Param")
+    return tuple(tuple(path_of[id(layer)]) + ("kernel",) for layer in layers)
+
+
+def make_network(
+    name: str,
+    model: nnx.Module,
+    tx: optax.GradientTransformation,
+    learning_rate: Callable[[Array], Array],
+    *,
+    task: str = "classification",
+    regression_reduction: str = "sum",
+) -> tuple[NetworkSpec, NetworkState]:
+    """Split ``model`` once into its static ``NetworkSpec`` and a fresh ``NetworkState``."""
+    paths = kernel_paths(model)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    spec = NetworkSpec(
+        name=name,
+        graphdef=graphdef,
+        tx=tx,
+        task=task,
+        learning_rate=learning_rate,
+        kernel_paths=paths,
+        weight_layer_names=tuple(".".join(str(p) for p in path[:-1]) for path in paths),
+        activation_names=tuple(getattr(model, "activation_names", ())),
+        regression_reduction=regression_reduction,
+    )
+    return spec, NetworkState(params, rest, tx.init(params), jnp.asarray(True))
+
+
+def state_at(tree, path: tuple):
+    """The leaf array of a nested ``nnx.State`` (or dict) at ``path``."""
+    node = tree
+    for key in path:
+        node = node[key]
+    return node.get_value() if hasattr(node, "get_value") else node
+
+
+def apply_model(spec: NetworkSpec, params, rest, x, *, train: bool):
+    """Forward pass; returns ``(outputs, new_rest, activations)``.
+
+    ``activations`` are the values the model sowed as ``nnx.Intermediate('activations')``,
+    captured in the same forward pass (no second pass), as a tuple in layer order.
+    """
+    model = nnx.merge(spec.graphdef, params, rest, copy=True)
+    outputs, intermediates = nnx.capture(model, nnx.Intermediate)(x, train=train)
+    new_rest = nnx.state(model, nnx.Not(nnx.Param))
+    activations = intermediates["activations"] if "activations" in intermediates else ()
+    if hasattr(activations, "get_value"):
+        activations = activations.get_value()
+    return outputs, new_rest, tuple(activations)
+
+
+def loss_and_accuracy(spec: NetworkSpec, outputs: Array, targets: Array) -> tuple[Array, Array]:
+    """Mean softmax cross-entropy and accuracy, or the regression loss and NaN accuracy.
+
+    Regression (the S18 deep linear network): ``L = sum_i ||f(x_i) - y_i||^2`` with
+    ``regression_reduction="sum"`` (S18's ``||W_k...W_1 x - A x||^2`` summed over the full batch),
+    or divided by the number of samples with "mean".
+    """
+    if spec.task == "regression":
+        per_sample = jnp.sum(jnp.square(outputs - targets), axis=tuple(range(1, outputs.ndim)))
+        loss = jnp.sum(per_sample) if spec.regression_reduction == "sum" else jnp.mean(per_sample)
+        return loss, jnp.asarray(jnp.nan, dtype=loss.dtype)
+    loss = optax.softmax_cross_entropy_with_integer_labels(outputs, targets).mean()
+    accuracy = jnp.mean(jnp.argmax(outputs, axis=-1) == targets)
+    return loss, accuracy
+
+
+def loss_fn(spec: NetworkSpec, params, rest, x, y, *, train: bool = True):
+    """``(loss, (accuracy, new_rest, activations))``, differentiable in ``params``."""
+    outputs, new_rest, activations = apply_model(spec, params, rest, x, train=train)
+    loss, accuracy = loss_and_accuracy(spec, outputs, y)
+    return loss, (accuracy, new_rest, activations)
+
+
+def gradient(spec: NetworkSpec, params, rest, x, y, *, train: bool = True):
+    """``(loss, grads)`` of the training loss at ``params``; ``rest`` is not updated."""
+    (loss, _aux), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(spec, params, rest, x, y, train=train)
+    return loss, grads
+
+
+def _keep_if(flag: Array, new, old):
+    return jax.tree.map(lambda n, o: jnp.where(flag, n, o), new, old)
+
+
+def train_step(spec: NetworkSpec, state: NetworkState, x: Array, y: Array) -> tuple[NetworkState, StepOutputs]:
+    """One optimizer step on batch ``(x, y)`` in train mode (batch statistics).
+
+    The update is applied only while the network is alive and the loss is finite.
+    """
+    (loss, (accuracy, new_rest, activations)), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
+        spec, state.params, state.rest, x, y
+    )
+    updates, new_opt_state = spec.tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    alive = jnp.logical_and(state.alive, jnp.isfinite(loss))
+    new_state = NetworkState(
+        params=_keep_if(alive, new_params, state.params),
+        rest=_keep_if(alive, new_rest, state.rest),
+        opt_state=_keep_if(alive, new_opt_state, state.opt_state),
+        alive=alive,
+    )
+    nan = jnp.asarray(jnp.nan, dtype=loss.dtype)
+    outputs = StepOutputs(
+        loss=jnp.where(alive, loss, nan),
+        accuracy=jnp.where(alive, accuracy, nan),
+        grads=grads,
+        intermediates=activations,
+    )
+    return new_state, outputs
+
+
+def evaluate_batch(spec: NetworkSpec, state: NetworkState, x: Array, y: Array, mask: Array) -> tuple[Array, Array]:
+    """Summed loss and correct count over the rows where ``mask`` is 1, in eval mode.
+
+    For regression the "correct count" is 0 and the summed loss is the per-sample squared error.
+    """
+    outputs, _rest, _acts = apply_model(spec, state.params, state.rest, x, train=False)
+    if spec.task == "regression":
+        per_sample = jnp.sum(jnp.square(outputs - y), axis=tuple(range(1, outputs.ndim)))
+        return jnp.sum(per_sample * mask), jnp.asarray(0.0)
+    per_sample = optax.softmax_cross_entropy_with_integer_labels(outputs, y)
+    correct = (jnp.argmax(outputs, axis=-1) == y).astype(per_sample.dtype)
+    return jnp.sum(per_sample * mask), jnp.sum(correct * mask)
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: float,
+    *,
+    total_steps: int,
+    momentum: float = 0.9,
+    schedule: str = "constant",
+    weight_decay: float = 0.0,
+) -> tuple[optax.GradientTransformation, Callable[[Array], Array]]:
+    """An optax optimizer over ``nnx.Param`` state and its learning-rate schedule.
+
+    ``schedule``: "constant"; "cosine" (cosine decay to 0 over ``total_steps``); "step" (x0.1 at
+    50% and again at 75% of the steps); "warmup_cosine" (linear warm-up over 5% of the steps, then
+    cosine decay).
+    """
+    lr_schedule = _schedule(schedule, learning_rate, max(total_steps, 1))
+    if name == "sgd":
+        tx = optax.sgd(lr_schedule)
+    elif name == "momentum":
+        tx = optax.sgd(lr_schedule, momentum=momentum)
+    elif name == "adam":
+        tx = optax.adamw(lr_schedule, weight_decay=weight_decay) if weight_decay else optax.adam(lr_schedule)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}")
+    if weight_decay and name != "adam":
+        tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
+    return tx, lr_schedule
+
+
+def _schedule(kind: str, base: float, total_steps: int) -> Callable[[Array], Array]:
+    if kind == "constant":
+        return optax.constant_schedule(base)
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(base, total_steps)
+    if kind == "step":
+        return optax.piecewise_constant_schedule(base, {total_steps // 2: 0.1, (3 * total_steps) // 4: 0.1})
+    if kind == "warmup_cosine":
+        warmup = max(1, total_steps // 20)
+        return optax.warmup_cosine_decay_schedule(0.0, base, warmup, total_steps)
+    raise ValueError(f"unknown learning-rate schedule {kind!r}")
