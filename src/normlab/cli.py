@@ -1,0 +1,239 @@
+"""The ``normlab`` command line: thin, it parses, calls the library and prints.
+
+Every user mistake (unknown name, bad ``--set``, missing data) is one line on stderr and exit
+status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from normlab.errors import NormlabError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (and still exit 2)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"normlab: error: {message} (see {self.prog} --help)\n")
+
+
+def _print(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# ---------------------------------------------------------------------------------------- run
+
+
+def _command_run(args) -> int:
+    from normlab.experiments import apply_overrides, get_preset, resume_experiment, run_experiment
+    from normlab.experiments.presets import DEFAULT_PRESET
+
+    if args.resume:
+        if args.preset or args.set:
+            raise NormlabError("--resume continues a run with its stored config: give no PRESET and no --set")
+        result = resume_experiment(args.resume, quiet=args.quiet)
+        config = None
+    else:
+        preset = get_preset(args.preset or DEFAULT_PRESET)
+        config = apply_overrides(preset.config, args.set or [])
+        if args.no_report:
+            from dataclasses import replace
+
+            config = replace(config, report=False)
+        if not args.quiet:
+            _print(f"normlab run {preset.name}: {preset.description}")
+        result = run_experiment(config, out=args.out, quiet=args.quiet)
+    _print_summary(result, quiet=args.quiet)
+    _write_report(result.path, quiet=args.quiet)
+    _print(f"run directory: {result.path}")
+    return 0
+
+
+def _write_report(path: Path, *, quiet: bool) -> None:
+    from normlab.experiments.config import from_dict
+    from normlab.store import load_run
+
+    run = load_run(path)
+    if not from_dict(run.config).report:
+        return
+    try:
+        from normlab.report import write_report
+    except ImportError:  # the report stage is optional for a bare install
+        return
+    report_path = write_report([path], out=path / "report")
+    if not quiet:
+        _print(f"report: {report_path}")
+
+
+def _print_summary(result, *, quiet: bool) -> None:
+    from normlab.experiments.summary import summary_lines
+
+    if quiet:
+        return
+    for line in summary_lines(result.path):
+        _print(line)
+
+
+# --------------------------------------------------------------------------------------- list
+
+
+def _command_list(args) -> int:
+    from normlab.data import DATASETS
+    from normlab.experiments import PRESETS
+    from normlab.models import MODELS
+    from normlab.norms import NORMS
+    from normlab.probes import probe_descriptions
+
+    sections = [
+        ("presets", {name: preset.description for name, preset in PRESETS.items()}),
+        ("datasets", DATASETS),
+        ("models", MODELS),
+        ("norms", NORMS),
+        ("probes", probe_descriptions()),
+    ]
+    for title, entries in sections:
+        _print(f"{title}:")
+        width = max(len(name) for name in entries)
+        for name, description in entries.items():
+            _print(f"  {name:<{width}}  {description}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------- describe
+
+
+def _command_describe(args) -> int:
+    from flax import nnx
+
+    from normlab.data import load_dataset
+    from normlab.models import build_model, describe_model, format_description
+
+    input_shape, num_classes = _input_shape_of(args.dataset)
+    model = build_model(
+        args.model, input_shape=input_shape, num_classes=num_classes, norm=args.norm, width=args.width,
+        rngs=nnx.Rngs(params=0, dropout=1, noise=2),
+    )
+    _print(format_description(describe_model(model, input_shape)))
+    return 0
+
+
+# Shapes of the downloadable datasets, so `describe` needs no download.
+_KNOWN_SHAPES = {
+    "mnist": ((28, 28, 1), 10),
+    "fashion_mnist": ((28, 28, 1), 10),
+    "cifar10": ((32, 32, 3), 10),
+}
+
+
+def _input_shape_of(dataset: str):
+    if dataset in _KNOWN_SHAPES:
+        return _KNOWN_SHAPES[dataset]
+    from normlab.data import load_dataset
+
+    data = load_dataset(dataset)
+    return data.input_shape, data.num_classes
+
+
+# ------------------------------------------------------------------------------------- config
+
+
+def _command_config(args) -> int:
+    from normlab.experiments import apply_overrides, get_preset
+    from normlab.experiments.config import allowed_keys
+    from normlab.experiments.presets import DEFAULT_PRESET
+
+    config = apply_overrides(get_preset(args.preset or DEFAULT_PRESET).config, args.set or [])
+    types = allowed_keys()
+    width = max(len(key) for key in types)
+    for key, type_name in types.items():
+        _print(f"{key:<{width}}  {getattr(config, key)!r:<28}  {type_name}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- report, export
+
+
+def _command_report(args) -> int:
+    from normlab.report import write_report
+
+    paths = [Path(p) for p in args.runs]
+    out = Path(args.out) if args.out else (paths[0] / "report" if len(paths) == 1 else Path("reports") / "combined")
+    _print(str(write_report(paths, out=out)))
+    return 0
+
+
+def _command_export(args) -> int:
+    from normlab.report.tensorboard import export_tensorboard
+
+    out = Path(args.out) if args.out else Path(args.run) / "tensorboard"
+    _print(str(export_tensorboard(Path(args.run), out)))
+    return 0
+
+
+# --------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="normlab", description="Study how batch normalization changes training.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    run = commands.add_parser("run", help="run a preset (default: quickstart) and print its run directory")
+    run.add_argument("preset", nargs="?", help="preset name (see `normlab list`)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (see `normlab config`)")
+    run.add_argument("--out", default="runs", help="directory under which the run directory is made (default: runs)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    run.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
+    run.set_defaults(handler=_command_run)
+
+    listing = commands.add_parser("list", help="list presets, datasets, models, norms and probes")
+    listing.set_defaults(handler=_command_list)
+
+    describe = commands.add_parser("describe", help="print a model's layers, output shapes and parameter counts")
+    describe.add_argument("model")
+    describe.add_argument("--norm", default="none")
+    describe.add_argument("--dataset", default="mnist", help="the dataset whose input shape to use (default: mnist)")
+    describe.add_argument("--width", type=float, default=1.0)
+    describe.set_defaults(handler=_command_describe)
+
+    config = commands.add_parser("config", help="print every setting of a preset with its type")
+    config.add_argument("preset", nargs="?")
+    config.add_argument("--set", action="append", metavar="KEY=VALUE")
+    config.set_defaults(handler=_command_config)
+
+    report = commands.add_parser("report", help="write the HTML report of one or more run directories")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", help="report directory (default: RUN_DIR/report for one run)")
+    report.set_defaults(handler=_command_report)
+
+    export = commands.add_parser("export", help="export a run to another tool's format")
+    export_kinds = export.add_subparsers(dest="kind", metavar="FORMAT", parser_class=_Parser)
+    export_kinds.required = True
+    tensorboard = export_kinds.add_parser("tensorboard", help="TensorBoard event files (scalars and histograms)")
+    tensorboard.add_argument("run", metavar="RUN_DIR")
+    tensorboard.add_argument("--out", help="event file directory (default: RUN_DIR/tensorboard)")
+    tensorboard.set_defaults(handler=_command_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except NormlabError as error:
+        print(f"normlab: error: {error}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("normlab: interrupted; the run directory keeps everything up to its last checkpoint "
+              "(continue with `normlab run --resume RUN_DIR`)", file=sys.stderr, flush=True)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,460 @@
+"""Run an experiment: build the group of networks, train them side by side, probe, store.
+
+All networks of a group are built from one seed (every shared parameter identical at step 0),
+see the identical batch sequence, and are stepped by *one* compiled function per step. The host
+reads metrics back only every ``log_every`` steps; batches are gathered while the previous step
+runs (JAX dispatch is asynchronous). Everything a run knows is written to its run directory
+through ``normlab.store``; a run can be resumed from its last checkpoint to the same result.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from normlab.data import BatchIterator, Dataset, augment_cifar, load_dataset
+from normlab.errors import NormlabError
+from normlab.experiments.config import Config, from_dict, to_dict
+from normlab.models import build_model
+from normlab.probes import ProbeContext, active_probes, every, make_probe
+from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
+from normlab.train import NetworkSpec, NetworkState, evaluate_batch, make_network, make_optimizer, train_step
+
+METRIC_COLUMNS = [
+    "loss",
+    "accuracy",
+    "lr",
+    "test_loss",
+    "test_accuracy",
+    "train_eval_loss",
+    "train_eval_accuracy",
+]
+EVAL_CHUNK = 500
+
+# Norm options that only batch-statistics norms take.
+_BATCH_STAT_NORMS = ("batch", "noisy", "no_affine", "frozen_gamma", "frozen_beta")
+
+
+# ------------------------------------------------------------------------------------- building
+
+
+def total_steps(config: Config, dataset: Dataset) -> int:
+    """Steps of the run: ``steps`` if set, else ``epochs`` passes over the training split."""
+    if config.steps > 0:
+        return config.steps
+    if config.full_batch:
+        return config.epochs
+    return config.epochs * batch_iterator(config, dataset).steps_per_epoch
+
+
+def batch_iterator(config: Config, dataset: Dataset) -> BatchIterator:
+    n = len(dataset.x_train)
+    batch_size = n if config.full_batch else min(config.batch_size, n)
+    return BatchIterator(n, batch_size, seed=config.data_seed, shuffle=not config.full_batch, drop_last=True)
+
+
+def norm_options(config: Config, norm: str) -> dict:
+    if norm in _BATCH_STAT_NORMS:
+        return {"momentum": config.bn_momentum, "running_var": config.bn_running_var}
+    return {}
+
+
+def build_network_model(config: Config, dataset: Dataset, norm: str) -> nnx.Module:
+    """One network of the group; the same seed for every network (the pairing)."""
+    rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1, noise=config.seed + 2)
+    options = dict(
+        input_shape=dataset.input_shape,
+        num_classes=dataset.num_classes,
+        norm=norm,
+        norm_options=norm_options(config, norm),
+        rngs=rngs,
+        width=config.width,
+        bias_before_norm=config.bias_before_norm,
+        norm_exclude=config.norm_exclude,
+        norm_position=config.norm_position,
+        dropout=config.dropout,
+        conv_path=config.conv_path,
+    )
+    if config.activation:
+        options["activation"] = config.activation
+    return build_model(config.model, **options)
+
+
+def build_group(config: Config, dataset: Dataset) -> tuple[tuple[NetworkSpec, ...], tuple[NetworkState, ...]]:
+    steps = total_steps(config, dataset)
+    specs, states = [], []
+    for norm in config.networks:
+        model = build_network_model(config, dataset, norm)
+        tx, schedule = make_optimizer(
+            config.optimizer,
+            config.lr,
+            total_steps=steps,
+            momentum=config.momentum,
+            schedule=config.lr_schedule,
+            weight_decay=config.weight_decay,
+        )
+        spec, state = make_network(norm, model, tx, schedule, task=dataset.task)
+        specs.append(spec)
+        states.append(state)
+    return tuple(specs), tuple(states)
+
+
+def build_probes(config: Config) -> tuple:
+    """The probe bundle of ``config``: every probe on ``every(probe_every)``."""
+    schedule = every(config.probe_every)
+    options_by_name = {
+        "activations": dict(
+            bins=config.hist_bins,
+            value_range=config.hist_range,
+            tracked_layer=config.tracked_layer,
+            tracked_unit=config.tracked_unit,
+            bn_mode=config.probe_bn_mode,
+        ),
+        "gradients": dict(tracked_layer=config.tracked_param_layer, tracked_index=config.tracked_param_index),
+        "distance": {},
+    }
+    landscape = dict(
+        points=config.landscape_points,
+        low=config.landscape_range[0],
+        high=config.landscape_range[1],
+        spacing=config.landscape_spacing,
+        bn_mode=config.probe_bn_mode,
+    )
+    probes = []
+    for name in config.probes:
+        options = options_by_name.get(name)
+        if options is None:
+            options = landscape if name in ("landscape", "predictiveness", "beta_smoothness") else {"bn_mode": config.probe_bn_mode}
+        probes.append(make_probe(name, schedule=schedule, **options))
+    return tuple(probes)
+
+
+# ------------------------------------------------------------------------------ compiled steps
+
+
+def make_group_step(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callable:
+    """One jitted function stepping every network of the group (and measuring ``probes``).
+
+    ``(states, x, y, step, init_params) -> (new_states, metrics (networks, 2), probe_outputs)``;
+    ``metrics[i] = (loss, accuracy)`` of network i on this batch before its update.
+    """
+
+    def group_step(states, x, y, step, init_params):
+        new_states, metrics, outputs = [], [], []
+        for spec, state, initial in zip(specs, states, init_params):
+            new_state, result = train_step(spec, state, x, y)
+            new_states.append(new_state)
+            metrics.append(jnp.stack([result.loss, result.accuracy.astype(result.loss.dtype)]))
+            if probes:
+                context = ProbeContext(
+                    spec=spec,
+                    state=state,
+                    x=x,
+                    y=y,
+                    loss=result.loss,
+                    grads=result.grads,
+                    activations=result.intermediates,
+                    init_params=initial,
+                    learning_rate=spec.learning_rate(step),
+                    step=step,
+                )
+                outputs.append({probe.name: probe.measure(context) for probe in probes})
+        return tuple(new_states), jnp.stack(metrics), tuple(outputs)
+
+    return jax.jit(group_step, donate_argnums=(0,))
+
+
+def make_group_eval(specs: tuple[NetworkSpec, ...]) -> Callable:
+    """Jitted ``(states, x, y, mask) -> (networks, 2)`` summed loss and correct count, eval mode."""
+
+    def group_eval(states, x, y, mask):
+        return jnp.stack([jnp.stack(evaluate_batch(spec, state, x, y, mask)) for spec, state in zip(specs, states)])
+
+    return jax.jit(group_eval)
+
+
+def evaluate(group_eval, states, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mean loss and accuracy of every network over ``(x, y)``: shape (networks, 2)."""
+    n = len(x)
+    totals = None
+    for start in range(0, n, EVAL_CHUNK):
+        xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+        mask = np.ones(len(xb), np.float32)
+        if len(xb) < EVAL_CHUNK and n > EVAL_CHUNK:  # pad to one compiled shape
+            pad = EVAL_CHUNK - len(xb)
+            xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
+            yb = np.concatenate([yb, np.zeros((pad,) + yb.shape[1:], yb.dtype)])
+            mask = np.concatenate([mask, np.zeros(pad, np.float32)])
+        part = group_eval(states, xb, yb, mask)
+        totals = part if totals is None else totals + part
+    return np.asarray(totals) / n
+
+
+# -------------------------------------------------------------------------------- checkpoints
+
+
+def _flat_leaves(states) -> dict[str, np.ndarray]:
+    return {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(states))}
+
+
+def _unflatten_like(template, leaves: dict[str, np.ndarray]):
+    treedef = jax.tree.structure(template)
+    ordered = [jnp.asarray(leaves[key]) for key in sorted(leaves)]
+    if len(ordered) != treedef.num_leaves:
+        raise NormlabError("checkpoint does not match this run's networks; it cannot be resumed")
+    return jax.tree.unflatten(treedef, ordered)
+
+
+# ------------------------------------------------------------------------------------ the loop
+
+
+@dataclass
+class RunResult:
+    path: Path
+    status: str
+    steps: int
+    diverged: dict[str, int]
+    final: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class _Progress:
+    """A rich progress bar with the losses of every network; silent when ``quiet``."""
+
+    total: int
+    names: tuple[str, ...]
+    quiet: bool
+    start: int = 0
+
+    def __enter__(self):
+        self._bar = None
+        if not self.quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[losses]}"),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("train", total=self.total, completed=self.start, losses="")
+        return self
+
+    def update(self, step: int, losses: np.ndarray) -> None:
+        if self._bar is not None:
+            text = "  ".join(f"{name} {loss:.4g}" for name, loss in zip(self.names, losses))
+            self._bar.update(self._task, completed=step, losses=text)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """Treat SIGTERM like Ctrl-C so a stopped run is stored as "interrupted" with its checkpoint."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = False, run_dir: str | Path | None = None) -> RunResult:
+    """Run ``config`` into a new run directory under ``out`` (or exactly ``run_dir``)."""
+    dataset = load_dataset(config.dataset, normalize=config.normalize or None)
+    specs, states = build_group(config, dataset)  # builds and validates before anything is written
+    probes = build_probes(config)
+    path = Path(run_dir) if run_dir is not None else new_run_dir(Path(out), config.preset)
+    store = RunStore.create(
+        path,
+        config=to_dict(config),
+        provenance=collect_provenance(seeds={"seed": config.seed, "data_seed": config.data_seed}),
+        metric_columns=METRIC_COLUMNS,
+    )
+    for probe in probes:
+        store.set_probe_meta(probe.name, {"networks": {spec.name: probe.meta(spec) for spec in specs}})
+    return _train(config, dataset, specs, states, probes, store, start=0, quiet=quiet)
+
+
+def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
+    """Continue an interrupted run from its last checkpoint; same result as an uninterrupted run."""
+    run = load_run(path)
+    if run.status == "completed":
+        raise NormlabError(f"run {path} is already completed; nothing to resume")
+    config = from_dict(run.config)
+    dataset = load_dataset(config.dataset, normalize=config.normalize or None)
+    specs, states = build_group(config, dataset)
+    probes = build_probes(config)
+    store = RunStore.open(path)
+    start = 0
+    if store.latest_checkpoint_step() is not None:
+        start, leaves = store.restore_checkpoint(_flat_leaves(states))
+        states = _unflatten_like(states, leaves)
+    store.truncate_after(start - 1)
+    store.set_status("running", resumed_from=start)
+    return _train(config, dataset, specs, states, probes, store, start=start, quiet=quiet)
+
+
+def _train(config, dataset, specs, states, probes, store, *, start: int, quiet: bool) -> RunResult:
+    names = tuple(spec.name for spec in specs)
+    total = total_steps(config, dataset)
+    batches = batch_iterator(config, dataset)
+    eval_every = config.eval_every or (total if config.full_batch else batches.steps_per_epoch)
+    checkpoint_every = config.checkpoint_every or eval_every
+    init_params = tuple(state.params for state in build_group(config, dataset)[1])
+    group_eval = make_group_eval(specs)
+    compiled: dict[frozenset, Callable] = {}
+    train_eval_x, train_eval_y = _train_eval_subset(config, dataset)
+    full_batch = (jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)) if config.full_batch else None
+
+    learning_rates = np.asarray(jax.vmap(specs[0].learning_rate)(jnp.arange(total + 1)))
+    diverged = dict(store.diverged_steps()) if start else {}
+    pending_metrics: list[tuple[int, jax.Array]] = []
+    pending_probes: list[tuple[int, tuple]] = []
+    status = "running"
+    step = start
+
+    def read_back():
+        """Move the pending device results to the store (the only host syncs of the loop)."""
+        if not pending_metrics:
+            return None
+        values = np.asarray(jax.device_get(jnp.stack([m for _, m in pending_metrics])))
+        rows = []
+        for (s, _), per_network in zip(pending_metrics, values):
+            for name, (loss, accuracy) in zip(names, per_network):
+                if name in diverged and s > diverged[name]:
+                    continue  # a diverged network stopped: no rows after its divergence step
+                if not math.isfinite(loss) and name not in diverged:
+                    diverged[name] = s
+                rows.append({"step": s, "network": name, "loss": float(loss),
+                             "accuracy": float(accuracy), "lr": float(learning_rates[s])})
+        store.append_metrics(rows)
+        for s, outputs in pending_probes:
+            for name, per_probe in zip(names, jax.device_get(outputs)):
+                if name in diverged and s > diverged[name]:
+                    continue
+                for probe_name, arrays in per_probe.items():
+                    if arrays:
+                        store.append_probe(probe_name, name, s, {k: np.asarray(v) for k, v in arrays.items()})
+        last = values[-1, :, 0]
+        pending_metrics.clear()
+        pending_probes.clear()
+        return last
+
+    def run_evaluation(s):
+        rows = []
+        test = evaluate(group_eval, states, dataset.x_test, dataset.y_test)
+        train_part = evaluate(group_eval, states, train_eval_x, train_eval_y)
+        for i, name in enumerate(names):
+            if name in diverged:
+                continue
+            row = {"step": s, "network": name, "test_loss": float(test[i, 0]), "train_eval_loss": float(train_part[i, 0])}
+            if dataset.task == "classification":
+                row |= {"test_accuracy": float(test[i, 1]), "train_eval_accuracy": float(train_part[i, 1])}
+            rows.append(row)
+        store.append_metrics(rows)
+
+    def save(s):
+        store.flush()
+        store.save_checkpoint(s, _flat_leaves(states), extra={"diverged": diverged})
+
+    started = time.perf_counter()
+    try:
+        with _sigterm_as_interrupt(), _Progress(total, names, quiet, start) as progress:
+            if start == 0:
+                run_evaluation(0)
+                store.flush()
+            while step < total:
+                x, y = full_batch if full_batch is not None else _batch(config, dataset, batches, step)
+                due = active_probes(probes, step)
+                key = frozenset(p.name for p in due)
+                if key not in compiled:
+                    compiled[key] = make_group_step(specs, due)
+                states, metrics, outputs = compiled[key](states, x, y, jnp.asarray(step, jnp.int32), init_params)
+                pending_metrics.append((step, metrics))
+                if due:
+                    pending_probes.append((step, outputs))
+                step += 1
+                at_eval = step % eval_every == 0 or step == total
+                if step % config.log_every == 0 or at_eval:
+                    losses = read_back()
+                    progress.update(step, losses)
+                    store.update_info(diverged=diverged)
+                    if len(diverged) == len(names):
+                        break
+                if at_eval:
+                    run_evaluation(step)
+                    store.flush()
+                if step % checkpoint_every == 0 and step < total:
+                    save(step)
+        read_back()
+        status = "diverged" if len(diverged) == len(names) else "completed"
+        store.flush()
+        store.set_status(status, diverged=diverged, steps_done=step, train_seconds=time.perf_counter() - started)
+    except KeyboardInterrupt:
+        read_back()
+        save(step)
+        store.set_status("interrupted", diverged=diverged, steps_done=step)
+        status = "interrupted"
+        raise
+    except Exception as error:
+        store.flush()
+        store.set_status("failed", error=f"{type(error).__name__}: {error}", steps_done=step)
+        raise
+    return RunResult(path=store.path, status=status, steps=step, diverged=dict(diverged), final=final_metrics(store.path))
+
+
+def _batch(config: Config, dataset: Dataset, batches: BatchIterator, step: int):
+    indices = batches.indices_at(step)
+    x = dataset.x_train[indices]
+    if config.augment:
+        x = augment_cifar(x, seed=config.data_seed, step=step)
+    return jnp.asarray(x), jnp.asarray(dataset.y_train[indices])
+
+
+def _train_eval_subset(config: Config, dataset: Dataset):
+    """A fixed subset of the training split, evaluated in eval mode like the test split."""
+    n = min(config.train_eval_size, len(dataset.x_train))
+    order = np.random.default_rng(config.data_seed).permutation(len(dataset.x_train))[:n]
+    order.sort()
+    return dataset.x_train[order], dataset.y_train[order]
+
+
+def final_metrics(path: str | Path) -> dict[str, dict[str, float]]:
+    """Final and best evaluation metrics of every network of a stored run."""
+    metrics = load_run(path).metrics
+    result = {}
+    for name, rows in metrics.groupby("network", sort=False):
+        evals = rows.dropna(subset=["test_loss"])
+        if evals.empty:
+            continue
+        last = evals.iloc[-1]
+        entry = {"step": int(last["step"])}
+        for column in ("test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy"):
+            entry[column] = float(last[column])
+        if evals["test_accuracy"].notna().any():
+            entry["best_test_accuracy"] = float(evals["test_accuracy"].max())
+        result[name] = entry
+    return result

@@ -1,0 +1,103 @@
+"""The summary a run prints: final metrics per network and one line per probe."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from normlab.store import load_run
+
+
+def _fmt(value: float, percent: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.2f}%" if percent else f"{value:.4g}"
+
+
+def metrics_table(run) -> list[str]:
+    """Final (and best) train/test loss and accuracy of every network, one row each."""
+    metrics = run.metrics
+    diverged = run.info.get("diverged", {}) or {}
+    header = f"{'network':<14}{'train acc':>11}{'test acc':>11}{'best test':>11}{'train loss':>12}{'test loss':>11}  status"
+    lines = [header, "-" * len(header)]
+    for name in run.config["networks"]:
+        rows = metrics[metrics["network"] == name]
+        evals = rows.dropna(subset=["test_loss"])
+        status = f"diverged at step {diverged[name]}" if name in diverged else "ok"
+        if evals.empty:
+            lines.append(f"{name:<14}{'-':>11}{'-':>11}{'-':>11}{'-':>12}{'-':>11}  {status}")
+            continue
+        last = evals.iloc[-1]
+        best = evals["test_accuracy"].max()
+        lines.append(
+            f"{name:<14}{_fmt(last['train_eval_accuracy'], True):>11}{_fmt(last['test_accuracy'], True):>11}"
+            f"{_fmt(best, True):>11}{_fmt(last['train_eval_loss']):>12}{_fmt(last['test_loss']):>11}  {status}"
+        )
+    return lines
+
+
+def probe_lines(run) -> list[str]:
+    """One line per probe: how many measurements, the BN mode, and its headline number per network."""
+    lines = []
+    for name in run.probe_names:
+        meta = run.probe_meta(name)
+        networks = run.networks(name)
+        if not networks:
+            continue
+        first = run.probe(name, networks[0])
+        steps = first["step"]
+        per_network_meta = meta.get("networks", {})
+        bn_mode = next((m.get("bn_mode") for m in per_network_meta.values() if m.get("bn_mode")), "?")
+        headline = []
+        for network in networks:
+            value = _headline(name, run.probe(network=network, name=name), per_network_meta.get(network, {}))
+            if value is not None:
+                headline.append(f"{network} {value}")
+        text = f"  {name}: {len(steps)} measurements, steps {int(steps[0])}..{int(steps[-1])}, BN mode {bn_mode}"
+        if headline:
+            text += "; " + _HEADLINES.get(name, ("final", None))[0] + ": " + ", ".join(headline)
+        lines.append(text)
+    return lines
+
+
+def _last_layer_std(arrays, meta):
+    layers = meta.get("layers") or []
+    return _fmt(float(arrays[f"{layers[-1]}.std"][-1])) if layers else None
+
+
+def _tracked_gradient_spread(arrays, meta):
+    return _fmt(float(np.nanstd(arrays["tracked"]))) if "tracked" in arrays else None
+
+
+def _final_total_distance(arrays, meta):
+    return _fmt(float(arrays["total"][-1])) if "total" in arrays else None
+
+
+_HEADLINES = {
+    "activations": ("std of the last hidden layer's activations at the end", _last_layer_std),
+    "gradients": ("spread (std over steps) of the tracked parameter's gradient", _tracked_gradient_spread),
+    "distance": ("distance of all weights from init at the end", _final_total_distance),
+}
+
+
+def _headline(name, arrays, meta):
+    if name in _HEADLINES:
+        return _HEADLINES[name][1](arrays, meta)
+    key = meta.get("headline")
+    if key and key in arrays:
+        return _fmt(float(np.nanmean(arrays[key][-1])))
+    return None
+
+
+def summary_lines(path: str | Path) -> list[str]:
+    run = load_run(path)
+    info = run.info
+    lines = [f"status: {run.status}, {info.get('steps_done', '?')} steps"]
+    lines += metrics_table(run)
+    probes = probe_lines(run)
+    if probes:
+        lines.append("probes:")
+        lines += probes
+    return lines
