@@ -1,0 +1,130 @@
+"""Generated datasets: no files, fully determined by their options and seed.
+
+Each draws from independent streams ``np.random.default_rng([seed, stream])`` (stream 0: the
+fixed structure, 1: training split, 2: test split), so e.g. changing ``num_train`` leaves the
+class prototypes and the whole test split unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from normlab.data.dataset import Dataset
+from normlab.data.normalization import normalize_splits
+from normlab.errors import NormlabError, check_name
+
+_STRUCTURE, _TRAIN, _TEST = 0, 1, 2
+
+
+def _stream(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream])
+
+
+def _require_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise NormlabError(f"{name} must be a positive integer, got {value!r}")
+
+
+def class_images(
+    prototypes: np.ndarray, num_examples: int, noise: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced noisy copies of class prototypes.
+
+    ``y_i = i mod K`` (then shuffled), ``x_i = clip(prototypes[y_i] + noise * eps_i, 0, 1)`` with
+    ``eps_i ~ N(0, I)``. prototypes: (K, H, W, C) in [0, 1]. Returns x float64 (N, H, W, C) and
+    y int32 (N,).
+    """
+    num_classes = prototypes.shape[0]
+    labels = rng.permutation(np.arange(num_examples) % num_classes).astype(np.int32)
+    noisy = prototypes[labels] + noise * rng.standard_normal((num_examples, *prototypes.shape[1:]))
+    return np.clip(noisy, 0.0, 1.0), labels
+
+
+def load_synthetic(
+    *,
+    data_dir=None,
+    normalize: str | None = None,
+    num_train: int = 512,
+    num_test: int = 128,
+    num_classes: int = 10,
+    image_size: int = 8,
+    channels: int = 1,
+    noise: float = 0.5,
+    seed: int = 0,
+) -> Dataset:
+    """Tiny learnable image classification for tests and smoke runs.
+
+    Each class k has a prototype image ``P_k ~ U(0, 1)^(H, W, C)``; an example of class k is
+    ``clip(P_k + noise * N(0, 1), 0, 1)``. With the defaults (64 pixels, noise 0.5) two prototypes
+    are about 3.3 apart against a per-direction noise of 0.5, so a linear model learns it quickly.
+    Shapes: x (N, image_size, image_size, channels) float32, y int32 in 0..num_classes-1.
+    ``normalize`` defaults to ``"standard"`` (training-split per-channel mean and std).
+    ``data_dir`` is accepted for a uniform signature and ignored.
+    """
+    del data_dir
+    _require_positive(
+        num_train=num_train,
+        num_test=num_test,
+        num_classes=num_classes,
+        image_size=image_size,
+        channels=channels,
+    )
+    if noise < 0:
+        raise NormlabError(f"noise must be >= 0, got {noise!r}")
+    prototypes = _stream(seed, _STRUCTURE).uniform(
+        0.0, 1.0, (num_classes, image_size, image_size, channels)
+    )
+    raw_train, y_train = class_images(prototypes, num_train, noise, _stream(seed, _TRAIN))
+    raw_test, y_test = class_images(prototypes, num_test, noise, _stream(seed, _TEST))
+    method = normalize or "standard"
+    x_train, x_test = normalize_splits(raw_train, raw_test, method, pixel_max=1.0)
+    return Dataset(
+        name="synthetic",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=num_classes,
+        input_shape=tuple(x_train.shape[1:]),
+        task="classification",
+        normalization=method,
+    )
+
+
+def load_dln_gaussian(
+    *,
+    data_dir=None,
+    normalize: str | None = None,
+    num_examples: int = 1000,
+    num_test: int = 1000,
+    dim: int = 10,
+    seed: int = 0,
+) -> Dataset:
+    """Regression data for the deep linear network (S18, SCIENCE.md section 2).
+
+    ``A`` (dim, dim) has N(0, 1) entries; inputs ``x ~ N(0, I)`` of shape (num_examples, dim);
+    targets ``y = x @ A.T`` (i.e. ``y_i = A x_i``), no noise. The test split is a second,
+    independent draw of ``num_test`` inputs with the same ``A``. ``A`` is not stored: it is
+    recovered exactly by least squares from the training split. Only ``normalize="none"`` is
+    allowed (the inputs are already standard Gaussian).
+    """
+    del data_dir
+    check_name("normalization for dln_gaussian", normalize or "none", ("none",))
+    _require_positive(num_examples=num_examples, num_test=num_test, dim=dim)
+    matrix = _stream(seed, _STRUCTURE).standard_normal((dim, dim))
+    # Round the inputs to float32 first, so y = x @ A.T holds for the stored x up to the final
+    # rounding of y alone.
+    x_train = _stream(seed, _TRAIN).standard_normal((num_examples, dim)).astype(np.float32)
+    x_test = _stream(seed, _TEST).standard_normal((num_test, dim)).astype(np.float32)
+    return Dataset(
+        name="dln_gaussian",
+        x_train=x_train,
+        y_train=(x_train.astype(np.float64) @ matrix.T).astype(np.float32),
+        x_test=x_test,
+        y_test=(x_test.astype(np.float64) @ matrix.T).astype(np.float32),
+        num_classes=0,
+        input_shape=(dim,),
+        task="regression",
+        normalization="none",
+    )
