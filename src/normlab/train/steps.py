@@ -24,6 +24,7 @@ from flax import nnx
 Array = jax.Array
 
 
+@jax.tree_util.register_static
 @dataclass(frozen=True, eq=False)
 class NetworkSpec:
     """The static half of a network: closed over by jitted functions, never traced.
@@ -31,6 +32,8 @@ class NetworkSpec:
     ``task`` is "classification" (softmax cross-entropy, accuracy) or "regression" (squared error
     summed over output dimensions; ``regression_reduction`` "sum" or "mean" over samples).
     ``learning_rate`` maps the optimizer step count to the learning rate (probes need eta).
+    Registered as a static pytree (no leaves, compared by identity) so that structures holding
+    it, such as a probe context, pass through ``jax.jit`` unchanged.
     """
 
     name: str
