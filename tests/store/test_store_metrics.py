@@ -1,0 +1,99 @@
+"""metrics.csv: buffering, flushing, pandas in one call, damaged final lines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from normlab.errors import NormlabError
+from normlab.store import RunStore, load_run
+
+
+def test_header_is_written_at_create_and_reads_as_empty_frame(store):
+    frame = pd.read_csv(store.path / "metrics.csv")
+    assert list(frame.columns) == ["step", "network", "loss", "accuracy"]
+    loaded = load_run(store.path).metrics
+    assert loaded.empty and list(loaded.columns) == ["step", "network", "loss", "accuracy"]
+
+
+def test_rows_are_on_disk_only_after_flush(store):
+    store.append_metrics([{"step": 1, "network": "baseline", "loss": 2.5}])
+    assert load_run(store.path).metrics.empty
+    store.flush()
+    assert len(load_run(store.path).metrics) == 1
+
+
+def test_values_round_trip_through_pandas_in_one_call(store):
+    loss = 0.1 + 0.2  # a float whose shortest repr is long: it must come back bit-exact
+    store.append_metrics(
+        [
+            {"step": 0, "network": "baseline", "loss": loss, "accuracy": np.float32(0.25)},
+            {"step": 0, "network": "bn", "loss": np.array(1.5), "accuracy": None},
+            {"step": 1, "network": "bn", "loss": float("inf"), "accuracy": True},
+        ]
+    )
+    store.flush()
+    frame = pd.read_csv(store.path / "metrics.csv")
+    assert frame["step"].tolist() == [0, 0, 1]
+    assert frame["network"].tolist() == ["baseline", "bn", "bn"]
+    assert frame["loss"].iloc[0] == loss
+    assert frame["accuracy"].iloc[0] == float(np.float32(0.25))
+    assert math.isnan(frame["accuracy"].iloc[1])  # missing value -> NaN
+    assert frame["loss"].iloc[2] == math.inf and frame["accuracy"].iloc[2] == 1
+
+
+def test_flushes_append(store):
+    for step in range(3):
+        store.append_metrics([{"step": step, "network": "bn", "loss": float(step)}])
+        store.flush()
+    assert load_run(store.path).metrics["loss"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_unknown_column_is_rejected_at_append(store):
+    with pytest.raises(NormlabError, match="unknown metric column.*lossy.*loss, accuracy"):
+        store.append_metrics([{"step": 0, "network": "bn", "lossy": 1.0}])
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"network": "bn", "loss": 1.0},  # no step
+        {"step": 0, "loss": 1.0},  # no network
+        {"step": -1, "network": "bn"},
+        {"step": 1.5, "network": "bn"},
+        {"step": 0, "network": "b,n"},
+        {"step": 0, "network": "bn", "loss": "high"},
+        {"step": 0, "network": "bn", "loss": np.zeros(2)},
+    ],
+)
+def test_malformed_rows_are_rejected(store, row):
+    with pytest.raises(ValueError):
+        store.append_metrics([row])
+
+
+def test_truncated_final_line_is_ignored_and_repaired_on_open(store):
+    store.append_metrics([{"step": 0, "network": "bn", "loss": 1.0}])
+    store.flush()
+    with open(store.path / "metrics.csv", "ab") as file:
+        file.write(b"1,bn,0.12")  # a write cut short by a kill: no newline
+    assert load_run(store.path).metrics["step"].tolist() == [0]
+
+    reopened = RunStore.open(store.path)
+    reopened.append_metrics([{"step": 1, "network": "bn", "loss": 2.0}])
+    reopened.flush()
+    frame = pd.read_csv(store.path / "metrics.csv")
+    assert frame["step"].tolist() == [0, 1] and frame["loss"].tolist() == [1.0, 2.0]
+
+
+def test_open_reads_the_columns_from_the_header(store):
+    assert RunStore.open(store.path).metric_columns == ["loss", "accuracy"]
+
+
+@pytest.mark.parametrize("columns", [["step"], ["loss", "loss"], [""]])
+def test_bad_metric_columns_are_rejected_before_anything_is_written(make_store, tmp_path, columns):
+    with pytest.raises(ValueError):
+        make_store("bad", metric_columns=columns)
+    assert not (tmp_path / "bad").exists()
