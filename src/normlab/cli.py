@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a preset (default: quickstart) and print its run directory")
     run.add_argument("preset", nargs="?", help="preset name (see `normlab list`)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (see `normlab config`)")
+    run.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings (see `normlab config`)")
     run.add_argument("--out", default="runs", help="directory under which the run directory is made (default: runs)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print every setting of a preset with its type")
     config.add_argument("preset", nargs="?")
-    config.add_argument("--set", action="append", metavar="KEY=VALUE")
+    config.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE")
     config.set_defaults(handler=_command_config)
 
     report = commands.add_parser("report", help="write the HTML report of one or more run directories")
