@@ -229,9 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     except NormlabError as error:
         print(f"normlab: error: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("normlab: interrupted; the run directory keeps everything up to its last checkpoint "
-              "(continue with `normlab run --resume RUN_DIR`)", file=sys.stderr, flush=True)
+    except KeyboardInterrupt as interrupt:
+        where = getattr(interrupt, "path", None)
+        if where is not None:
+            print(f"normlab: interrupted at step {interrupt.step}; continue with `normlab run --resume {where}`",
+                  file=sys.stderr, flush=True)
+        else:
+            print("normlab: interrupted", file=sys.stderr, flush=True)
         return 130
 
 

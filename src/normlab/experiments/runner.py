@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -218,6 +217,14 @@ def _unflatten_like(template, leaves: dict[str, np.ndarray]):
 # ------------------------------------------------------------------------------------ the loop
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by a signal; its store holds a checkpoint at the step it stopped."""
+
+    def __init__(self, path: Path, step: int):
+        super().__init__(f"interrupted at step {step}")
+        self.path, self.step = path, step
+
+
 @dataclass
 class RunResult:
     path: Path
@@ -263,22 +270,33 @@ class _Progress:
             self._bar.stop()
 
 
-@contextmanager
-def _sigterm_as_interrupt():
-    """Treat SIGTERM like Ctrl-C so a stopped run is stored as "interrupted" with its checkpoint."""
+class _StopRequests:
+    """Turns SIGINT/SIGTERM into a request the loop honours between steps.
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt
+    Stopping between steps keeps the state, the step counter and the pending metrics consistent,
+    so the checkpoint written on the way out resumes exactly. A second signal stops at once.
+    """
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: signals stay with their owner
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = False, run_dir: str | Path | None = None) -> RunResult:
@@ -308,16 +326,18 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     specs, states = build_group(config, dataset)
     probes = build_probes(config)
     store = RunStore.open(path)
-    start = 0
+    start, diverged = 0, {}
     if store.latest_checkpoint_step() is not None:
         start, leaves = store.restore_checkpoint(_flat_leaves(states))
         states = _unflatten_like(states, leaves)
-    store.truncate_after(start - 1)
-    store.set_status("running", resumed_from=start)
-    return _train(config, dataset, specs, states, probes, store, start=start, quiet=quiet)
+        diverged = dict(store.checkpoint_extra(start).get("diverged", {}))
+    # Rows of step `start` on are measured again, identically; the checkpoint itself stays.
+    store.truncate_after(start - 1, keep_checkpoints=True)
+    store.set_status("running", resumed_from=start, diverged=diverged)
+    return _train(config, dataset, specs, states, probes, store, start=start, quiet=quiet, diverged=diverged)
 
 
-def _train(config, dataset, specs, states, probes, store, *, start: int, quiet: bool) -> RunResult:
+def _train(config, dataset, specs, states, probes, store, *, start: int, quiet: bool, diverged=None) -> RunResult:
     names = tuple(spec.name for spec in specs)
     total = total_steps(config, dataset)
     batches = batch_iterator(config, dataset)
@@ -330,7 +350,7 @@ def _train(config, dataset, specs, states, probes, store, *, start: int, quiet: 
     full_batch = (jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)) if config.full_batch else None
 
     learning_rates = np.asarray(jax.vmap(specs[0].learning_rate)(jnp.arange(total + 1)))
-    diverged = dict(store.diverged_steps()) if start else {}
+    diverged = dict(diverged or {})
     pending_metrics: list[tuple[int, jax.Array]] = []
     pending_probes: list[tuple[int, tuple]] = []
     status = "running"
@@ -382,11 +402,13 @@ def _train(config, dataset, specs, states, probes, store, *, start: int, quiet: 
 
     started = time.perf_counter()
     try:
-        with _sigterm_as_interrupt(), _Progress(total, names, quiet, start) as progress:
-            if start == 0:
-                run_evaluation(0)
+        with _StopRequests() as stop, _Progress(total, names, quiet, start) as progress:
+            if start % eval_every == 0:  # step 0, or a resumed run whose checkpoint sits on an evaluation
+                run_evaluation(start)
                 store.flush()
             while step < total:
+                if stop.requested:
+                    raise KeyboardInterrupt
                 x, y = full_batch if full_batch is not None else _batch(config, dataset, batches, step)
                 due = active_probes(probes, step)
                 key = frozenset(p.name for p in due)
@@ -399,9 +421,11 @@ def _train(config, dataset, specs, states, probes, store, *, start: int, quiet: 
                 step += 1
                 at_eval = step % eval_every == 0 or step == total
                 if step % config.log_every == 0 or at_eval:
+                    known = len(diverged)
                     losses = read_back()
                     progress.update(step, losses)
-                    store.update_info(diverged=diverged)
+                    if len(diverged) != known:
+                        store.update_info(diverged=diverged)
                     if len(diverged) == len(names):
                         break
                 if at_eval:
@@ -417,8 +441,7 @@ def _train(config, dataset, specs, states, probes, store, *, start: int, quiet: 
         read_back()
         save(step)
         store.set_status("interrupted", diverged=diverged, steps_done=step)
-        status = "interrupted"
-        raise
+        raise RunInterrupted(store.path, step) from None
     except Exception as error:
         store.flush()
         store.set_status("failed", error=f"{type(error).__name__}: {error}", steps_done=step)

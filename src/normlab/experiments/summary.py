@@ -43,7 +43,8 @@ def probe_lines(run) -> list[str]:
     lines = []
     for name in run.probe_names:
         meta = run.probe_meta(name)
-        networks = run.networks(name)
+        present = set(run.networks(name))
+        networks = [network for network in run.config["networks"] if network in present]
         if not networks:
             continue
         first = run.probe(name, networks[0])

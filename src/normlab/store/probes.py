@@ -48,6 +48,11 @@ class ProbeBuffer:
         return stacked
 
 
+def _valid_name(key) -> bool:
+    """Dotted identifiers: safe as npz member names (no '/', which would make zip folders)."""
+    return isinstance(key, str) and key != STEP_KEY and all(part.isidentifier() or part.isdigit() for part in key.split("."))
+
+
 def as_arrays(arrays: dict) -> dict[str, np.ndarray]:
     """Copy ``arrays`` to host NumPy arrays (JAX arrays accepted), checking their names.
 
@@ -57,8 +62,10 @@ def as_arrays(arrays: dict) -> dict[str, np.ndarray]:
         raise ValueError("append_probe needs at least one array")
     converted = {}
     for key, value in arrays.items():
-        if not isinstance(key, str) or not key.isidentifier() or key == STEP_KEY:
-            raise ValueError(f"probe array names must be identifiers other than {STEP_KEY!r}, got {key!r}")
+        if not _valid_name(key):
+            raise ValueError(
+                f"probe array names are identifiers joined by dots (e.g. 'dense0.hist'), not {STEP_KEY!r}; got {key!r}"
+            )
         converted[key] = np.array(value, copy=True)
         if converted[key].dtype.hasobject:
             raise ValueError(f"probe array {key!r} has dtype object; store numbers only")

@@ -155,7 +155,8 @@ class RunStore:
                 f"probe {name!r} of {network!r}: step {step} is not after the last recorded step {last} "
                 "(when resuming, call truncate_after(checkpoint_step) first)"
             )
-        self._probe_buffers.setdefault(key, probes.ProbeBuffer()).add(step, probes.as_arrays(arrays))
+        converted = probes.as_arrays(arrays)  # validate before a buffer exists: a bad call leaves no trace
+        self._probe_buffers.setdefault(key, probes.ProbeBuffer()).add(step, converted)
 
     def set_probe_meta(self, name: str, meta: dict) -> None:
         """Write probe ``name``'s metadata (bn mode, layer names, bin edges, ...) now, atomically."""
@@ -232,8 +233,12 @@ class RunStore:
 
     # ---------------------------------------------------------------- resuming
 
-    def truncate_after(self, step: int) -> None:
+    def truncate_after(self, step: int, *, keep_checkpoints: bool = False) -> None:
         """Forget everything recorded after ``step``: metric rows, probe steps, checkpoints.
+
+        ``keep_checkpoints=True`` leaves the checkpoints alone: a resume from checkpoint ``s``
+        truncates the measurements after ``s - 1`` (step ``s`` is measured again) but must keep
+        checkpoint ``s`` so that a second kill before the next checkpoint loses nothing.
 
         Call it with the restored checkpoint's step when resuming: the steps re-run after it are
         then recorded once, and the store ends up as an uninterrupted run would have left it.
@@ -249,7 +254,7 @@ class RunStore:
         for probe in layout.probe_names(self.path):
             for network in layout.probe_networks(self.path, probe):
                 probes.truncate_chunks(self._probe_dir(probe, network), step)
-        for checkpoint_step in self.checkpoint_steps():
+        for checkpoint_step in [] if keep_checkpoints else self.checkpoint_steps():
             if checkpoint_step > step:
                 checkpoints.delete(self.path / layout.CHECKPOINTS_DIR, checkpoint_step)
         self._stored_probe_steps.clear()

@@ -1,0 +1,139 @@
+"""The runner end to end at tiny size: pairing, divergence, the store, resume, compile counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+import normlab.experiments.runner as runner
+from normlab.data import load_dataset
+from normlab.experiments import apply_overrides, default_config, run_experiment, resume_experiment
+from normlab.store import load_run
+from normlab.train import state_at
+
+TINY = ["dataset=synthetic", "model=mlp", "width=0.25", "batch_size=32", "steps=24", "eval_every=8",
+        "log_every=4", "probe_every=6", "report=false", "train_eval_size=128"]
+
+
+def tiny_config(*extra):
+    return apply_overrides(replace(default_config(), preset="tiny"), TINY + list(extra))
+
+
+def test_the_networks_of_a_pair_share_every_parameter_at_step_0():
+    config = tiny_config("networks=none,batch,noisy,layer")
+    dataset = load_dataset("synthetic")
+    specs, states = runner.build_group(config, dataset)
+    baseline = specs[0]
+    for spec, state in zip(specs[1:], states[1:]):
+        assert spec.kernel_paths == baseline.kernel_paths
+        for path in baseline.kernel_paths:
+            np.testing.assert_array_equal(state_at(state.params, path), state_at(states[0].params, path))
+            bias_path = path[:-1] + ("bias",)
+            np.testing.assert_array_equal(state_at(state.params, bias_path), state_at(states[0].params, bias_path))
+
+
+def test_a_tiny_run_writes_a_complete_store(tmp_path):
+    result = run_experiment(tiny_config(), out=tmp_path, quiet=True)
+    run = load_run(result.path)
+    assert run.status == "completed" and result.diverged == {}
+    metrics = pd.read_csv(result.path / "metrics.csv")
+    train_rows = metrics.dropna(subset=["loss"])
+    assert sorted(train_rows.step.unique()) == list(range(24))
+    assert set(train_rows.network) == {"none", "batch"}
+    evals = metrics.dropna(subset=["test_accuracy"])
+    assert sorted(evals.step.unique()) == [0, 8, 16, 24]
+    for probe in ("activations", "gradients", "distance"):
+        for network in ("none", "batch"):
+            data = run.probe(probe, network)
+            assert list(data["step"]) == [0, 6, 12, 18]
+    # The distance from init is 0 at step 0 and grows.
+    distance = run.probe("distance", "batch")["total"]
+    assert distance[0] == 0 and distance[-1] > 0
+    assert run.probe_meta("activations")["networks"]["batch"]["bn_mode"] == "train"
+    assert json.loads((result.path / "config.json").read_text())["networks"] == ["none", "batch"]
+
+
+def test_a_diverging_baseline_is_recorded_and_its_twin_finishes(tmp_path):
+    config = tiny_config("optimizer=sgd", "lr=20", "width=1", "steps=40", "eval_every=10")
+    result = run_experiment(config, out=tmp_path, quiet=True)
+    assert "none" in result.diverged, "the plain network should diverge at lr=20"
+    assert "batch" not in result.diverged
+    run = load_run(result.path)
+    assert run.status == "completed"
+    assert run.info["diverged"]["none"] == result.diverged["none"]
+    batch_rows = run.metrics[(run.metrics.network == "batch")].dropna(subset=["loss"])
+    assert batch_rows.step.max() == 39 and np.isfinite(batch_rows.loss).all()
+    baseline_rows = run.metrics[(run.metrics.network == "none")].dropna(subset=["lr"])  # training rows
+    assert baseline_rows.step.max() == result.diverged["none"]
+    assert np.isnan(baseline_rows.loss.iloc[-1]) and np.isfinite(baseline_rows.loss.iloc[:-1]).all()
+
+
+def test_the_group_step_is_traced_once_per_probe_set(tmp_path, monkeypatch):
+    traces = []
+    original = runner.train_step
+
+    def counting_train_step(spec, state, x, y):
+        traces.append(spec.name)
+        return original(spec, state, x, y)
+
+    monkeypatch.setattr(runner, "train_step", counting_train_step)
+    run_experiment(tiny_config("steps=30"), out=tmp_path, quiet=True)
+    # two compiled variants (with and without the probe bundle), each tracing both networks once
+    assert len(traces) == 4
+
+
+def _run_cli(args, **kwargs):
+    script = Path(sys.executable).parent / "normlab"
+    return subprocess.Popen([str(script), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    settings = TINY[:-5] + ["steps=1500", "eval_every=100", "log_every=20", "probe_every=50",
+                            "checkpoint_every=100", "report=false", "train_eval_size=128"]
+    args = ["run", "quickstart", "--quiet", "--set", *settings]
+    reference = subprocess.run([str(Path(sys.executable).parent / "normlab"), *args, "--out", str(tmp_path / "a")],
+                               capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr
+
+    process = _run_cli([*args, "--out", str(tmp_path / "b")])
+    deadline = time.time() + 300
+    run_dir = None
+    while time.time() < deadline:
+        dirs = list((tmp_path / "b").glob("*")) if (tmp_path / "b").exists() else []
+        if dirs and len(list((dirs[0] / "checkpoints").glob("*"))) >= 1:
+            run_dir = dirs[0]
+            break
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert run_dir is not None and process.poll() is None, "the run finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed = load_run(run_dir)
+    assert killed.status == "running"  # SIGKILL leaves no chance to write anything else
+    assert not killed.metrics.empty
+
+    resumed = subprocess.run([str(Path(sys.executable).parent / "normlab"), "run", "--resume", str(run_dir), "--quiet"],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_run(next((tmp_path / "a").glob("*")))
+    b = load_run(run_dir)
+    assert b.status == "completed"
+    pd.testing.assert_frame_equal(a.metrics.reset_index(drop=True), b.metrics.reset_index(drop=True))
+    for probe in a.probe_names:
+        for network in a.networks(probe):
+            left, right = a.probe(probe, network), b.probe(probe, network)
+            assert left.keys() == right.keys()
+            for key in left:
+                np.testing.assert_array_equal(left[key], right[key], err_msg=f"{probe}/{network}/{key}")
