@@ -25,6 +25,7 @@ from normlab.data import BatchIterator, Dataset, augment_cifar, load_dataset
 from normlab.errors import NormlabError
 from normlab.experiments.config import Config, from_dict, to_dict
 from normlab.models import build_model
+from normlab.norms import norm_options as accepted_norm_options
 from normlab.probes import ProbeContext, active_probes, every, make_probe
 from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
 from normlab.train import NetworkSpec, NetworkState, evaluate_batch, make_network, make_optimizer, train_step
@@ -39,10 +40,6 @@ METRIC_COLUMNS = [
     "train_eval_accuracy",
 ]
 EVAL_CHUNK = 500
-
-# Norm options that only batch-statistics norms take.
-_BATCH_STAT_NORMS = ("batch", "noisy", "no_affine", "frozen_gamma", "frozen_beta")
-
 
 # ------------------------------------------------------------------------------------- building
 
@@ -63,9 +60,10 @@ def batch_iterator(config: Config, dataset: Dataset) -> BatchIterator:
 
 
 def norm_options(config: Config, norm: str) -> dict:
-    if norm in _BATCH_STAT_NORMS:
-        return {"momentum": config.bn_momentum, "running_var": config.bn_running_var}
-    return {}
+    """The running-statistics settings of ``config``, for the norms that keep running statistics."""
+    wanted = {"momentum": config.bn_momentum, "running_var": config.bn_running_var}
+    accepted = accepted_norm_options(norm)
+    return {key: value for key, value in wanted.items() if key in accepted}
 
 
 def build_network_model(config: Config, dataset: Dataset, norm: str) -> nnx.Module:
