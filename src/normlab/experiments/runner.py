@@ -28,6 +28,7 @@ from normlab.models import build_model
 from normlab.norms import norm_options as accepted_norm_options
 from normlab.probes import ProbeContext, active_probes, every, make_probe
 from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
+from normlab.train.compile_time import CompileTimer
 from normlab.train import NetworkSpec, NetworkState, evaluate_batch, make_network, make_optimizer, train_step
 
 METRIC_COLUMNS = [
@@ -400,7 +401,7 @@ def _train(config, dataset, specs, states, probes, store, *, start: int, quiet: 
 
     started = time.perf_counter()
     try:
-        with _StopRequests() as stop, _Progress(total, names, quiet, start) as progress:
+        with CompileTimer() as compile_timer, _StopRequests() as stop, _Progress(total, names, quiet, start) as progress:
             if start % eval_every == 0:  # step 0, or a resumed run whose checkpoint sits on an evaluation
                 run_evaluation(start)
                 store.flush()
@@ -434,7 +435,8 @@ def _train(config, dataset, specs, states, probes, store, *, start: int, quiet: 
         read_back()
         status = "diverged" if len(diverged) == len(names) else "completed"
         store.flush()
-        store.set_status(status, diverged=diverged, steps_done=step, train_seconds=time.perf_counter() - started)
+        store.set_status(status, diverged=diverged, steps_done=step, train_seconds=time.perf_counter() - started,
+                         compile_seconds=compile_timer.seconds, compilations=compile_timer.compilations)
     except KeyboardInterrupt:
         read_back()
         save(step)
