@@ -54,12 +54,11 @@ def _command_run(args) -> int:
     return 0
 
 
-def _write_report(path: Path, *, quiet: bool) -> None:
+def _write_report(path: Path, *, quiet: bool, members_of_sweep: bool = False) -> None:
     from normlab.experiments.config import from_dict
     from normlab.store import load_run
 
-    run = load_run(path)
-    if not from_dict(run.config).report:
+    if not members_of_sweep and not from_dict(load_run(path).config).report:
         return
     try:
         from normlab.report import write_report
@@ -77,6 +76,36 @@ def _print_summary(result, *, quiet: bool) -> None:
         return
     for line in summary_lines(result.path):
         _print(line)
+
+
+def _command_sweep(args) -> int:
+    from normlab.experiments import apply_overrides, get_preset
+    from normlab.experiments.presets import DEFAULT_PRESET
+    from normlab.experiments.summary import sweep_summary_lines
+    from normlab.experiments.sweep import parse_grid, run_sweep
+
+    preset = get_preset(args.preset or DEFAULT_PRESET)
+    config = apply_overrides(preset.config, args.set or [])
+    seeds = _parse_seeds(args.seeds)
+    directory, _results = run_sweep(config, parse_grid(args.grid or []), seeds, out=args.out, quiet=args.quiet,
+                                    executor="ray" if args.ray else "local")
+    if not args.quiet:
+        for line in sweep_summary_lines(directory):
+            _print(line)
+    if config.report:
+        _write_report(directory, quiet=args.quiet, members_of_sweep=True)
+    _print(f"sweep directory: {directory}")
+    return 0
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        if "-" in text and "," not in text:
+            low, high = (int(part) for part in text.split("-"))
+            return list(range(low, high + 1))
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise NormlabError(f"--seeds expects a list like 0,1,2 or a range like 0-4; got {text!r}") from None
 
 
 # --------------------------------------------------------------------------------------- list
@@ -191,6 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     run.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
     run.set_defaults(handler=_command_run)
+
+    sweep = commands.add_parser("sweep", help="run a preset over a grid of settings and several seeds")
+    sweep.add_argument("preset", nargs="?", help="preset name (default: quickstart)")
+    sweep.add_argument("--grid", action="extend", nargs="+", metavar="KEY=V1,V2",
+                       help="values to sweep (tuple settings: items joined by +, e.g. networks=none+batch)")
+    sweep.add_argument("--seeds", default="0", help="seeds, e.g. 0,1,2 or 0-4 (default: 0)")
+    sweep.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="settings shared by every member")
+    sweep.add_argument("--out", default="runs")
+    sweep.add_argument("--ray", action="store_true", help="run the members as Ray tasks (needs the ray extra)")
+    sweep.add_argument("--quiet", action="store_true")
+    sweep.set_defaults(handler=_command_sweep)
 
     listing = commands.add_parser("list", help="list presets, datasets, models, norms and probes")
     listing.set_defaults(handler=_command_list)

@@ -102,3 +102,35 @@ def summary_lines(path: str | Path) -> list[str]:
         lines.append("probes:")
         lines += probes
     return lines
+
+
+def sweep_summary_lines(directory: str | Path) -> list[str]:
+    """Final test accuracy (or loss, for regression) of every grid point and network over seeds:
+    mean, standard deviation and n, so no comparison hides its spread."""
+    from normlab.experiments.sweep import load_sweep
+
+    sweep = load_sweep(directory)
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for member in sweep["members"]:
+        run = load_run(Path(directory) / member["dir"])
+        evals = run.metrics.dropna(subset=["test_loss"])
+        key = tuple(sorted(member["settings"].items()))
+        for network, rows in evals.groupby("network", sort=False):
+            diverged = network in (run.info.get("diverged") or {})
+            column = "test_accuracy" if rows["test_accuracy"].notna().any() else "test_loss"
+            value = float("nan") if diverged else float(rows[column].iloc[-1])
+            groups.setdefault(key, {}).setdefault(network, []).append(value)
+    lines = [f"sweep of {sweep['preset']} over {', '.join(sweep['grid']) or 'seeds'}; seeds {sweep['seeds']}",
+             "final test metric per network: mean ± std (n; diverged runs count as missing)"]
+    for key, per_network in groups.items():
+        label = ", ".join(f"{k}={v}" for k, v in key) or "(base)"
+        cells = []
+        for network, values in per_network.items():
+            finite = np.asarray([v for v in values if np.isfinite(v)])
+            if finite.size == 0:
+                cells.append(f"{network} diverged (n={len(values)})")
+            else:
+                spread = finite.std(ddof=1) if finite.size > 1 else float("nan")
+                cells.append(f"{network} {finite.mean():.4f} ± {spread:.4f} (n={finite.size}/{len(values)})")
+        lines.append(f"  {label}: " + "; ".join(cells))
+    return lines
