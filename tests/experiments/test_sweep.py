@@ -27,11 +27,11 @@ def test_a_sweep_runs_every_member_and_reports_n_and_spread(tmp_path):
     base = apply_overrides(replace(default_config(), preset="tiny"),
                            ["dataset=synthetic", "width=0.25", "steps=6", "eval_every=3", "probe_every=3",
                             "report=false", "probes=distance"])
-    directory, results = run_sweep(base, parse_grid(["lr=0.001,0.01"]), [0, 1], out=tmp_path, quiet=True)
+    directory, results = run_sweep(base, parse_grid(["lr=0.01"]), [0, 1], out=tmp_path, quiet=True)
     sweep = load_sweep(directory)
-    assert [m["dir"] for m in sweep["members"]] == ["lr=0.001-seed=0", "lr=0.001-seed=1", "lr=0.01-seed=0", "lr=0.01-seed=1"]
-    assert sweep["status"] == "completed" and len(results) == 4
+    assert [m["dir"] for m in sweep["members"]] == ["lr=0.01-seed=0", "lr=0.01-seed=1"]
+    assert sweep["status"] == "completed" and len(results) == 2
     member = load_run(directory / "lr=0.01-seed=1")
     assert member.config["lr"] == 0.01 and member.config["seed"] == 1 and member.status == "completed"
     lines = sweep_summary_lines(directory)
-    assert any(line.startswith("  lr=0.001:") and "(n=2/2)" in line and "±" in line for line in lines)
+    assert any(line.startswith("  lr=0.01:") and "(n=2/2)" in line and "±" in line for line in lines)
