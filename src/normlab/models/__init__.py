@@ -1,0 +1,45 @@
+"""normlab's models: the five architectures of SCIENCE.md section 2 with pluggable norms.
+
+``build_model(name, *, input_shape, num_classes, norm="none", rngs, ...)`` returns an
+``nnx.Module`` that meets the models contract of docs/INTERFACES.md: ``__call__(x, *, train)``,
+``weight_layers`` in forward order, and ``activations`` sown inside
+``nnx.capture(model, nnx.Intermediate)`` (one entry per name in ``activation_names``).
+"""
+
+from normlab.models.architectures import ARCHITECTURES, Architecture, LayerSpec
+from normlab.models.build import MODELS, build_model, model_names, model_options
+from normlab.models.conv import CONV_PATHS, Conv, conv2d, resolve_conv_path
+from normlab.models.describe import (
+    LayerRow,
+    abstract_model,
+    count_params,
+    count_stats,
+    describe_model,
+    format_description,
+)
+from normlab.models.layers import ACTIVATIONS, NORM_POSITIONS, Dense, HiddenLayer, Network
+
+__all__ = [
+    "ACTIVATIONS",
+    "ARCHITECTURES",
+    "Architecture",
+    "CONV_PATHS",
+    "Conv",
+    "Dense",
+    "HiddenLayer",
+    "LayerRow",
+    "LayerSpec",
+    "MODELS",
+    "NORM_POSITIONS",
+    "Network",
+    "abstract_model",
+    "build_model",
+    "conv2d",
+    "count_params",
+    "count_stats",
+    "describe_model",
+    "format_description",
+    "model_names",
+    "model_options",
+    "resolve_conv_path",
+]

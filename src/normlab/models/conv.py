@@ -1,0 +1,187 @@
+"""Stride-1 2-D convolution with a platform-aware implementation ("conv path").
+
+Layout: inputs NHWC ``(N, H, W, C_in)``, kernels HWIO ``(kh, kw, C_in, C_out)``, outputs
+``(N, H_out, W_out, C_out)`` with ``H_out = H + pad_top + pad_bottom - kh + 1`` (stride 1, no
+dilation: the only convolutions normlab's models use).
+
+Two mathematically identical paths:
+
+- ``"xla"``: ``lax.conv_general_dilated``, XLA's own convolution.
+- ``"im2col"``: pad the input, take the ``kh * kw`` shifted windows
+  ``x_pad[:, i:i+H_out, j:j+W_out, :]`` for every kernel offset ``(i, j)``, concatenate them on the
+  channel axis into patches ``P`` of shape ``(N, H_out, W_out, kh*kw*C_in)`` and do one matmul
+  ``y = P @ K.reshape(kh*kw*C_in, C_out)``. The ``(i, j, c)`` order of the concatenation is the
+  row-major order of HWIO, so the kernel reshape needs no transpose. Autodiff of slices, concat
+  and matmul gives the backward pass, which is again matmuls: that is what makes it fast where
+  XLA's CPU convolution is slow.
+
+``"auto"`` picks ``"xla"`` on GPU/TPU (``jax.default_backend() != "cpu"``: cuDNN and the TPU
+convolution units beat a materialized im2col) and, on CPU, follows the rule measured below.
+
+Measurement (``bench/conv_paths.py``; 2-core AMD EPYC, jax 0.10.2, forward + backward w.r.t.
+input and kernel under ``jax.jit``, batch 128, each VGG conv shape on a 32x32 input, the two
+paths interleaved, medians of 7; ``ratio = xla / im2col``, > 1 means im2col is faster)::
+
+    conv          HxW  Cin  Cout  xla ms  im2col ms  ratio   | width 1/8:  Cin Cout  xla  im2col ratio
+    conv0        32^2    3    64    54.5      32.9   1.65   |               3    8  11.5  16.1  0.72
+    conv1        32^2   64    64   400.0     312.6   1.28   |               8    8  18.2  52.0  0.35
+    conv2        16^2   64   128   187.7     177.4   1.06   |               8   16   5.1   7.5  0.69
+    conv3        16^2  128   128   196.4     183.0   1.07   |              16   16  11.5  23.1  0.50
+    conv4         8^2  128   256   116.0     115.6   1.00   |              16   32   1.9   1.9  0.99
+    conv5         8^2  256   256   230.3     220.8   1.04   |              32   32   3.3   3.6  0.91
+    conv6         4^2  256   512    43.2      44.8   0.96   |              32   64   1.5   1.9  0.76
+    conv7         4^2  512   512    86.0      84.3   1.02   |              64   64   2.7   2.9  0.92
+    conv8         2^2  512   512  1092.5      18.6  58.6    |              64   64   2.6   1.1  2.40
+    conv9         2^2  512   512  1085.8      18.1  59.9    |              64   64   4.6   1.4  3.39
+    sum (ms)                      3492      1208     2.89   |                         63   112   0.56
+    lenet 5x5: conv0 28^2 1->6 pad 2: 7.6 vs 5.6 (1.35); conv1 14^2 6->16: 4.8 vs 3.1 (1.58)
+
+    A first run (medians of 5) gave the same picture: the rows the rule rests on (width-1
+    conv0-1, conv8-9 at both widths, width-1/8 conv0-1) kept their side; the middle rows'
+    absolute times moved by up to 1.9x between runs (a shared machine) and their ratios, all
+    within 0.5-1.3, by up to 0.4.
+
+    Two effects: (1) XLA's CPU convolution collapses when the feature map is smaller than the
+    kernel (2x2 maps under a 3x3 SAME kernel: 60x slower at 512 channels, 2.4-3.4x at 64) --
+    that alone is most of the full-width gap JAX-NOTES reports; (2) on wide, large maps (at
+    least 64 output channels on 16x16 or more) the single big matmul wins by 1.06-1.65x, while
+    on narrow layers materializing the patches costs more than it saves (0.35-0.9x).
+
+Rule (``use_im2col_on_cpu``): im2col on CPU iff the input map is smaller than the kernel in
+height or width, or the layer has at least ``IM2COL_MIN_CHANNELS`` (64) output channels on a map of
+at least ``IM2COL_MIN_PIXELS`` (16x16 = 256) positions; otherwise xla. At width 1 that picks
+im2col for conv0-3 and conv8-9 (sum 3492 -> about 1218 ms); at width 1/8 only conv8-9
+(63 -> about 58 ms). LeNet's tiny convs stay on xla (they would gain about 2 ms each, within
+noise at other batch sizes; force ``conv_path="im2col"`` to take it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from normlab.errors import NormlabError, check_name
+
+CONV_PATHS = ("auto", "xla", "im2col")
+
+# ((top, bottom), (left, right)) explicit zero padding.
+Pads = tuple[tuple[int, int], tuple[int, int]]
+PaddingLike = str | int | Sequence[int] | Sequence[Sequence[int]]
+
+# The CPU rule's thresholds (see the module docstring for the measurements behind them).
+IM2COL_MIN_CHANNELS = 64
+IM2COL_MIN_PIXELS = 16 * 16
+
+
+def explicit_padding(padding: PaddingLike, kernel_hw: tuple[int, int]) -> Pads:
+    """Turn a padding spec into explicit ``((top, bottom), (left, right))`` zero padding.
+
+    ``"SAME"`` (stride 1): total ``k - 1`` per axis, ``(k - 1) // 2`` before and the rest after
+    (XLA/TensorFlow convention; equal for odd kernels). ``"VALID"``: none. An int ``p``: ``p`` on
+    every side (PyTorch's ``padding=p``). A pair ``(ph, pw)`` or explicit pairs are also accepted.
+    """
+    if isinstance(padding, str):
+        mode = padding.upper()
+        if mode == "VALID":
+            return ((0, 0), (0, 0))
+        if mode == "SAME":
+            return tuple((  # type: ignore[return-value]
+                ((k - 1) // 2, (k - 1) - (k - 1) // 2) for k in kernel_hw
+            ))
+        raise NormlabError(f"unknown padding {padding!r}; valid: SAME, VALID, an int, or pairs")
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    items = tuple(padding)
+    if len(items) == 2 and all(isinstance(p, int) for p in items):
+        return ((items[0], items[0]), (items[1], items[1]))
+    if len(items) == 2 and all(len(p) == 2 for p in items):
+        return tuple(tuple(int(v) for v in p) for p in items)  # type: ignore[return-value]
+    raise NormlabError(f"bad padding {padding!r}; valid: SAME, VALID, an int, or pairs")
+
+
+def use_im2col_on_cpu(x_shape: Sequence[int], kernel_shape: Sequence[int]) -> bool:
+    """The measured CPU rule (module docstring): tiny maps, or wide layers on large maps."""
+    _, h, w, _ = x_shape
+    kh, kw, _, c_out = kernel_shape
+    map_smaller_than_kernel = h < kh or w < kw
+    wide_on_large_map = c_out >= IM2COL_MIN_CHANNELS and h * w >= IM2COL_MIN_PIXELS
+    return map_smaller_than_kernel or wide_on_large_map
+
+
+def resolve_conv_path(path: str, x_shape: Sequence[int], kernel_shape: Sequence[int]) -> str:
+    """``"xla"`` or ``"im2col"`` for this input/kernel on the current backend."""
+    check_name("conv path", path, CONV_PATHS)
+    if path != "auto":
+        return path
+    if jax.default_backend() != "cpu":
+        return "xla"
+    return "im2col" if use_im2col_on_cpu(x_shape, kernel_shape) else "xla"
+
+
+def conv2d_xla(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
+    """Stride-1 convolution by ``lax.conv_general_dilated`` (NHWC x HWIO -> NHWC)."""
+    return jax.lax.conv_general_dilated(
+        x, kernel, window_strides=(1, 1), padding=pads,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+
+
+def conv2d_im2col(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
+    """Stride-1 convolution as shifted slices + one matmul (see the module docstring)."""
+    kh, kw, c_in, c_out = kernel.shape
+    x_pad = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    h_out = x_pad.shape[1] - kh + 1
+    w_out = x_pad.shape[2] - kw + 1
+    windows = [
+        x_pad[:, i:i + h_out, j:j + w_out, :] for i in range(kh) for j in range(kw)
+    ]
+    # (N, H_out, W_out, kh*kw*C_in); a 1x1 kernel needs no copy at all.
+    patches = windows[0] if len(windows) == 1 else jnp.concatenate(windows, axis=-1)
+    return jnp.dot(patches, kernel.reshape(kh * kw * c_in, c_out))
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, *, padding: PaddingLike = "SAME",
+           path: str = "auto") -> jax.Array:
+    """Stride-1 NHWC/HWIO convolution through the chosen path (``"auto"``, ``"xla"``, ``"im2col"``).
+
+    Shapes: ``x`` (N, H, W, C_in), ``kernel`` (kh, kw, C_in, C_out) -> (N, H_out, W_out, C_out).
+    """
+    if x.ndim != 4 or kernel.ndim != 4 or x.shape[-1] != kernel.shape[2]:
+        raise NormlabError(
+            f"conv2d needs x (N, H, W, C_in) and kernel (kh, kw, C_in, C_out); "
+            f"got x {tuple(x.shape)} and kernel {tuple(kernel.shape)}"
+        )
+    pads = explicit_padding(padding, tuple(kernel.shape[:2]))
+    if resolve_conv_path(path, x.shape, kernel.shape) == "im2col":
+        return conv2d_im2col(x, kernel, pads)
+    return conv2d_xla(x, kernel, pads)
+
+
+class Conv(nnx.Module):
+    """A stride-1 convolution layer holding ``kernel`` (HWIO) and optional ``bias`` Params.
+
+    ``y = conv2d(x, kernel) + bias``. The kernel is drawn from ``kernel_init(key, shape)`` with
+    the explicit ``key`` the model builder hands each weight layer (so the draw order is fixed);
+    the bias starts at zero.
+    """
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple[int, int],
+                 *, key: jax.Array, kernel_init, padding: PaddingLike = "SAME",
+                 use_bias: bool = True, path: str = "auto"):
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        check_name("conv path", path, CONV_PATHS)
+        self.kernel_size = (kh, kw)
+        self.in_features, self.out_features = in_features, out_features
+        self.padding = explicit_padding(padding, (kh, kw))
+        self.path = path
+        self.kernel = nnx.Param(kernel_init(key, (kh, kw, in_features, out_features), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = conv2d(x, self.kernel[...], padding=self.padding, path=self.path)
+        if self.bias is not None:
+            y = y + self.bias[...]
+        return y

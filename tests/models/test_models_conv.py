@@ -1,0 +1,62 @@
+"""The im2col conv path equals XLA's convolution, in values and gradients, on every model shape."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from normlab.models import conv2d, resolve_conv_path
+
+# (N, H, W, C_in, C_out, kernel, padding): narrow VGG 3x3 SAME convs including the maps smaller
+# than the kernel (2x2, 1x1), and LeNet's two 5x5 convs (padding 2 on 28x28, then none).
+SHAPES = [
+    (2, 8, 8, 3, 4, 3, "SAME"),
+    (2, 4, 4, 8, 8, 3, "SAME"),
+    (2, 2, 2, 8, 8, 3, "SAME"),
+    (2, 1, 1, 8, 4, 3, "SAME"),
+    (2, 28, 28, 1, 6, 5, 2),
+    (2, 14, 14, 6, 16, 5, 0),
+]
+
+
+def relative_error(a, b):
+    return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[1]}x{s[2]}x{s[3]}-{s[4]}k{s[5]}p{s[6]}")
+def test_im2col_matches_xla_values_and_gradients(shape):
+    n, h, w, c_in, c_out, k, padding = shape
+    kx, kk, kg = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, (n, h, w, c_in))
+    kernel = jax.random.normal(kk, (k, k, c_in, c_out))
+    y_ref = conv2d(x, kernel, padding=padding, path="xla")
+    cotangent = jax.random.normal(kg, y_ref.shape)
+
+    def loss(x, kernel, path):
+        return jnp.vdot(conv2d(x, kernel, padding=padding, path=path), cotangent)
+
+    y = conv2d(x, kernel, padding=padding, path="im2col")
+    assert y.shape == y_ref.shape and relative_error(y, y_ref) < 1e-5
+    gradient = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)  # jit: faster than eager
+    grads, grads_ref = gradient(x, kernel, "im2col"), gradient(x, kernel, "xla")
+    for g, g_ref in zip(grads, grads_ref):  # w.r.t. the input, then the kernel
+        assert relative_error(g, g_ref) < 1e-5
+
+
+def test_auto_rule_and_forced_paths(tiny):
+    if jax.default_backend() == "cpu":
+        assert resolve_conv_path("auto", (128, 2, 2, 512), (3, 3, 512, 512)) == "im2col"
+        assert resolve_conv_path("auto", (128, 32, 32, 64), (3, 3, 64, 64)) == "im2col"
+        assert resolve_conv_path("auto", (128, 8, 8, 16), (3, 3, 16, 32)) == "xla"
+    else:
+        assert resolve_conv_path("auto", (128, 2, 2, 512), (3, 3, 512, 512)) == "xla"
+    assert resolve_conv_path("xla", (1, 2, 2, 8), (3, 3, 8, 8)) == "xla"
+    x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
+    outputs = {}
+    for path in ("xla", "im2col"):
+        model = tiny("vgg", conv_path=path)
+        assert {layer.path for layer in model.weight_layers[:10]} == {path}
+        outputs[path] = model(x, train=False)
+    np.testing.assert_allclose(outputs["im2col"], outputs["xla"], rtol=1e-4, atol=1e-6)
