@@ -137,15 +137,12 @@ def _command_list(args) -> int:
 
 
 def _command_describe(args) -> int:
-    from flax import nnx
-
-    from normlab.data import load_dataset
-    from normlab.models import build_model, describe_model, format_description
+    from normlab.models import abstract_model, describe_model, format_description
 
     input_shape, num_classes = _input_shape_of(args.dataset)
-    model = build_model(
-        args.model, input_shape=input_shape, num_classes=num_classes, norm=args.norm, width=args.width,
-        rngs=nnx.Rngs(params=0, dropout=1, noise=2),
+    # Shapes only (nnx.eval_shape): describing full-width VGG computes no weights.
+    model = abstract_model(
+        args.model, input_shape=input_shape, num_classes=num_classes, norm=args.norm, width=args.width
     )
     _print(format_description(describe_model(model, input_shape)))
     return 0

@@ -71,7 +71,8 @@ def test_describe_full_vgg_from_shapes():
     assert by_name["conv0"].kind == "conv3x3 > batch > relu"
     table = format_description(rows)
     assert "9,470,410" in table and "maxpool" in table
-    assert len(table.splitlines()) == len(rows) + 3  # header, rule, rule before total
+    assert len(table.splitlines()) == len(rows) + 4  # header, rule, rule before total, footnote
+    assert table.splitlines()[-1].endswith("params + stats = 9,476,298")  # SCIENCE.md's BN count
 
 
 @pytest.mark.parametrize("name", ["mlp", "vgg"])

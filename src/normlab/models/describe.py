@@ -57,13 +57,15 @@ def count_stats(module: nnx.Module) -> int:
 def abstract_model(name: str, **build_kwargs: Any) -> Network:
     """``build_model(name, **build_kwargs)`` under ``nnx.eval_shape``: shapes only, no weights.
 
-    ``rngs`` defaults to ``nnx.Rngs(0)`` (the values are never computed).
+    The rngs are made inside the traced function (an ``nnx.Rngs`` from outside could not be
+    advanced there); ``seed`` only names their streams' seeds, since no value is ever computed.
     """
-    rngs_seed = build_kwargs.pop("rngs", None)
+    if "rngs" in build_kwargs:
+        raise TypeError("abstract_model makes its own rngs; pass seed=... instead of rngs=...")
+    seed = build_kwargs.pop("seed", 0)
 
     def build():
-        rngs = rngs_seed if rngs_seed is not None else nnx.Rngs(0)
-        return build_model(name, rngs=rngs, **build_kwargs)
+        return build_model(name, rngs=nnx.Rngs(params=seed, dropout=seed + 1, noise=seed + 2), **build_kwargs)
 
     return nnx.eval_shape(build)
 
@@ -141,6 +143,10 @@ def format_description(rows: list[LayerRow]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     body = [line(t) for t in table]
+    footer = []
     if rows and rows[-1].name == "total":
         body.insert(len(body) - 1, rule)
-    return "\n".join([line(header), rule, *body])
+        total = rows[-1]
+        footer.append(f"params: trainable weights (nnx.Param); stats: running statistics (nnx.BatchStat). "
+                      f"params + stats = {total.params + total.stats:,}")
+    return "\n".join([line(header), rule, *body, *footer])
