@@ -75,3 +75,18 @@ def test_missing_data_is_a_one_line_error(tmp_path):
     env = {"NORMLAB_DATA_DIR": str(tmp_path / "cache"), "NORMLAB_DATA_MIRROR": "http://127.0.0.1:9"}
     result = normlab("run", "part1", "--set", "steps=1", "--out", str(tmp_path / "runs"), env=env)
     assert_one_line_error(result, "NORMLAB_DATA_DIR", "NORMLAB_DATA_MIRROR")
+
+
+@pytest.mark.parametrize(
+    "args, total",
+    [
+        (("mlp", "--dataset", "mnist"), "242,762"),
+        (("mlp", "--norm", "batch", "--dataset", "mnist"), "243,658"),
+        (("vgg", "--dataset", "cifar10"), "9,464,522"),
+        (("vgg", "--norm", "batch", "--dataset", "cifar10"), "params + stats = 9,476,298"),
+    ],
+)
+def test_describe_prints_the_papers_parameter_counts(args, total):
+    result = normlab("describe", *args)
+    assert result.returncode == 0, result.stderr
+    assert total in result.stdout
