@@ -312,7 +312,7 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
     )
     for probe in probes:
         store.set_probe_meta(probe.name, {"networks": {spec.name: probe.meta(spec) for spec in specs}})
-    return _train(config, dataset, specs, states, probes, store, start=0, quiet=quiet)
+    return _train(config, dataset, specs, states, _copy_params(states), probes, store, start=0, quiet=quiet)
 
 
 def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
@@ -323,6 +323,7 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     config = from_dict(run.config)
     dataset = load_dataset(config.dataset, normalize=config.normalize or None)
     specs, states = build_group(config, dataset)
+    init_params = _copy_params(states)  # the distance probe measures from the step-0 weights
     probes = build_probes(config)
     store = RunStore.open(path)
     start, diverged = 0, {}
@@ -333,16 +334,22 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     # Rows of step `start` on are measured again, identically; the checkpoint itself stays.
     store.truncate_after(start - 1, keep_checkpoints=True)
     store.set_status("running", resumed_from=start, diverged=diverged)
-    return _train(config, dataset, specs, states, probes, store, start=start, quiet=quiet, diverged=diverged)
+    return _train(config, dataset, specs, states, init_params, probes, store, start=start, quiet=quiet,
+                  diverged=diverged)
 
 
-def _train(config, dataset, specs, states, probes, store, *, start: int, quiet: bool, diverged=None) -> RunResult:
+def _copy_params(states) -> tuple:
+    """Copies of the parameters: the training step donates (and so invalidates) its inputs."""
+    return tuple(jax.tree.map(jnp.copy, state.params) for state in states)
+
+
+def _train(config, dataset, specs, states, init_params, probes, store, *, start: int, quiet: bool,
+           diverged=None) -> RunResult:
     names = tuple(spec.name for spec in specs)
     total = total_steps(config, dataset)
     batches = batch_iterator(config, dataset)
     eval_every = config.eval_every or (total if config.full_batch else batches.steps_per_epoch)
     checkpoint_every = config.checkpoint_every or eval_every
-    init_params = tuple(state.params for state in build_group(config, dataset)[1])
     group_eval = make_group_eval(specs)
     compiled: dict[frozenset, Callable] = {}
     train_eval_x, train_eval_y = _train_eval_subset(config, dataset)

@@ -1,0 +1,44 @@
+"""Run every benchmark in one go and print their tables (ratios measured side by side).
+
+Each benchmark runs in its own process, one after the other, so they do not share caches or
+compete for the two cores. Usage: ``make bench`` or ``.venv/bin/python bench/run_all.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+BENCHMARKS = [
+    ("conv paths: im2col vs lax.conv_general_dilated, forward+backward", "conv_paths.py", [], ["--reps", "3"]),
+    ("paired step, quickstart end to end, peak memory", "paired.py", [], ["--repeats", "3"]),
+    ("probe bundle vs naive and seed-style references; probing overhead", "probes.py", [], ["--quick"]),
+    ("first-step compile of the narrow VGG pair", "compile_vgg.py", [], []),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (noisier ratios)")
+    args = parser.parse_args()
+    failures = 0
+    for title, script, full, quick in BENCHMARKS:
+        path = HERE / script
+        if not path.exists():
+            print(f"\n=== {title}: {script} missing, skipped")
+            continue
+        print(f"\n=== {title} ({script})", flush=True)
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, str(path), *(quick if args.quick else full)])
+        failures += result.returncode != 0
+        print(f"--- {script}: {time.perf_counter() - start:.0f} s, exit {result.returncode}", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
