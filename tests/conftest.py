@@ -1,45 +1,7 @@
-"""Shared test fixtures: a tiny model that follows normlab's model contract."""
+"""Shared test set-up: JAX on the CPU."""
 
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-import jax  # noqa: E402
-import pytest  # noqa: E402
-from flax import nnx  # noqa: E402
-
-
-class TinyMLP(nnx.Module):
-    """4 -> 6 -> 5 -> 3 with an optional BatchNorm after each hidden Dense (flax's own BN).
-
-    Follows the model contract: ``__call__(x, *, train)``, ``weight_layers``, sown
-    ``activations`` named by ``activation_names``.
-    """
-
-    def __init__(self, *, batch_norm: bool, rngs: nnx.Rngs, inputs: int = 4, outputs: int = 3):
-        self.dense0 = nnx.Linear(inputs, 6, rngs=rngs)
-        self.dense1 = nnx.Linear(6, 5, rngs=rngs)
-        self.dense2 = nnx.Linear(5, outputs, rngs=rngs)
-        self.norms = nnx.List([nnx.BatchNorm(6, rngs=rngs), nnx.BatchNorm(5, rngs=rngs)] if batch_norm else [])
-        self.activation_names = ("dense0", "dense1")
-
-    @property
-    def weight_layers(self):
-        return [self.dense0, self.dense1, self.dense2]
-
-    def __call__(self, x, *, train: bool):
-        h = x.reshape(x.shape[0], -1)
-        for i, layer in enumerate((self.dense0, self.dense1)):
-            h = layer(h)
-            if len(self.norms):
-                h = self.norms[i](h, use_running_average=not train)
-            self.sow(nnx.Intermediate, "activations", h)
-            h = jax.nn.relu(h)
-        return self.dense2(h)
-
-
-@pytest.fixture
-def tiny_mlp():
-    return TinyMLP

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TinyMLP
+from reference_models import TinyMLP
 from flax import nnx
 
 from normlab.probes import ActivationsProbe, DistanceProbe, GradientsProbe, ProbeContext, active_probes, at_steps, every

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import TinyMLP
+from reference_models import TinyMLP
 from flax import nnx
 
 from normlab.train import make_network, make_optimizer, state_at, train_step
