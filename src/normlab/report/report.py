@@ -1,0 +1,129 @@
+"""``write_report``: read run directories, draw every section that has data, write report.html.
+
+The report reads the run store only -- it never trains, evaluates or imports the experiments -- so
+it can be rebuilt at any time, also from a run that is still going or was killed.
+"""
+
+from __future__ import annotations
+
+import traceback
+import warnings
+from pathlib import Path
+from typing import Callable
+
+from normlab.report.figures.activations import activations_section
+from normlab.report.figures.distance import distance_section
+from normlab.report.figures.drift import drift_section
+from normlab.report.figures.gradients import gradients_section
+from normlab.report.figures.santurkar import divergence_section, ics_section, landscape_section
+from normlab.report.figures.sweep import sweep_section
+from normlab.report.figures.training import training_section
+from normlab.report.html import RenderedItem, RenderedSection, page, relative
+from normlab.report.runs import RunSet, collect_runs
+from normlab.report.sections import Movie, Plot, Section, Table
+from normlab.report.style import report_style
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+ANIMATIONS_DIR = "animations"
+FORMATS = ("png", "svg")
+
+# The report's sections, in page order; each builder takes the RunSet and returns a Section.
+SECTION_BUILDERS: list[Callable[[RunSet], Section]] = [
+    training_section,
+    activations_section,
+    drift_section,
+    gradients_section,
+    ics_section,
+    landscape_section,
+    divergence_section,
+    distance_section,
+    sweep_section,
+]
+
+
+class ReportWarning(RuntimeWarning):
+    """A figure or section that could not be drawn (the report shows a note in its place)."""
+
+
+def write_report(paths, *, out, formats=("png",), video: bool | None = None) -> Path:
+    """Write ``out/report.html`` (with ``out/figures``, ``out/animations``) for the runs under ``paths``.
+
+    ``paths`` are run directories or sweeps (directories of run directories); several are
+    overlaid in the same figures. ``formats``: image formats to save, "png" and/or "svg" (the
+    page shows the first and links the others). ``video``: None writes the animation as MP4 when
+    imageio-ffmpeg is installed and as GIF otherwise; True/False forces MP4/GIF.
+    Returns the path of report.html.
+    """
+    formats = _check_formats(formats)
+    out = Path(out)
+    runset = collect_runs([Path(p) for p in paths])
+    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    shown, overlay_note = runset.for_figures()
+    rendered = []
+    with report_style():
+        for builder in SECTION_BUILDERS:
+            # Sweep curves summarize every run; the other figures overlay a readable few.
+            runs = runset if builder is sweep_section else shown
+            section = _render_section(builder, runs, out, formats, video)
+            if runs is shown and overlay_note and section.items:
+                section.section.notes.insert(0, overlay_note)
+            rendered.append(section)
+    path = out / REPORT_FILE
+    temporary = path.with_name(f".{REPORT_FILE}.tmp")
+    temporary.write_text(page(runset, rendered, out), encoding="utf-8")
+    temporary.replace(path)  # atomic: a browser never sees half a page
+    return path
+
+
+def _check_formats(formats) -> tuple[str, ...]:
+    formats = tuple(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if not formats or unknown:
+        raise ValueError(f"formats must be a non-empty subset of {FORMATS}; got {formats}")
+    return formats
+
+
+def _render_section(builder, runset: RunSet, out: Path, formats, video) -> RenderedSection:
+    """Build one section and save its media; a failure becomes a visible note, not a lost report."""
+    try:
+        section = builder(runset)
+    except Exception as error:  # one broken figure must not cost the user the rest of the report
+        name = builder.__name__.removesuffix("_section")
+        return RenderedSection(Section(name, name.capitalize()), [_failure(f"section {name}", error)])
+    items = []
+    for item in section.items:
+        try:
+            items.append(_render_item(item, out, formats, video))
+        except Exception as error:
+            items.append(_failure(getattr(item, "title", "item"), error))
+    return RenderedSection(section, items)
+
+
+def _failure(what: str, error: Exception) -> RenderedItem:
+    warnings.warn(f"report: {what} could not be drawn: {error}\n{traceback.format_exc()}", ReportWarning, stacklevel=3)
+    return RenderedItem("failed", f"{what} could not be drawn", f"{type(error).__name__}: {error}")
+
+
+def _render_item(item, out: Path, formats, video) -> RenderedItem:
+    if isinstance(item, Plot):
+        return _save_plot(item, out, formats)
+    if isinstance(item, Movie):
+        path = item.write(out / ANIMATIONS_DIR / item.name, video)
+        kind = "video" if path.suffix == ".mp4" else "gif"
+        return RenderedItem(kind, item.title, item.caption, source=relative(path, out))
+    if isinstance(item, Table):
+        return RenderedItem("table", item.title, item.caption, table=item)
+    raise TypeError(f"unknown report item {item!r}")
+
+
+def _save_plot(plot: Plot, out: Path, formats) -> RenderedItem:
+    """Save ``plot`` in every format; the page shows the first and links the rest."""
+    paths = []
+    for image_format in formats:
+        path = out / FIGURES_DIR / f"{plot.name}.{image_format}"
+        plot.figure.savefig(path, format=image_format)
+        paths.append(path)
+    plot.figure.clear()  # free the memory now: a report can have dozens of figures
+    links = tuple((path.suffix[1:].upper(), relative(path, out)) for path in paths[1:])
+    return RenderedItem("image", plot.title, plot.caption, source=relative(paths[0], out), extra_links=links)

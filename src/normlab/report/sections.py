@@ -1,0 +1,70 @@
+"""What a report section is made of: figures with captions, animations, notes.
+
+A section builder takes the ``RunSet`` and returns a ``Section``. Figures are returned unsaved
+(``Plot``) and animations as writers (``Movie``), so that builders never deal with file names and
+the report decides where and in which formats they go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from matplotlib.figure import Figure
+
+
+@dataclass
+class Plot:
+    """One figure: ``name`` is its file stem (unique within the report)."""
+
+    name: str
+    title: str
+    figure: Figure
+    caption: str
+
+
+@dataclass
+class Movie:
+    """An animation; ``write(stem, video)`` renders it to ``stem`` + the suffix of the format it
+    picks (``video``: None = MP4 if possible, else GIF; True/False force one) and returns the path."""
+
+    name: str
+    title: str
+    write: Callable[[Path, bool | None], Path]
+    caption: str
+
+
+@dataclass
+class Table:
+    """A small HTML table: ``header`` then ``rows`` of already formatted cells."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    """A titled part of the report. With no items, its ``note`` says why it is empty."""
+
+    key: str
+    title: str
+    intro: str = ""
+    items: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, item) -> None:
+        """Append a Plot, Movie or Table; ``None`` (a figure without data) is skipped."""
+        if item is not None:
+            self.items.append(item)
+
+    @property
+    def empty(self) -> bool:
+        return not self.items
+
+
+def missing(key: str, title: str, note: str) -> Section:
+    """A section left out because its data is missing, with the note saying so."""
+    return Section(key, title, notes=[note])

@@ -1,0 +1,76 @@
+"""The report in a real browser: headless Chromium loads every image and the animation, no errors.
+
+Skipped, with the reason, when no Chromium is installed (Debian: ``apt-get install chromium``;
+``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from report_browser import find_chromium, inspect_page
+
+CHROMIUM = find_chromium()
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium installed (apt-get install chromium); the browser test needs one"
+)
+
+
+def _check_page(report, tmp_path):
+    """Open ``report`` and assert every medium loaded and nothing went wrong; return the result."""
+    screenshot = tmp_path / "report.png"
+    result = inspect_page(report, screenshot, executable=CHROMIUM, profile=tmp_path / "profile")
+    html = report.read_text(encoding="utf-8")
+    assert len(result.images) == html.count("<img ") > 0
+    for image in result.images:
+        assert image["complete"] and image["width"] > 0, f"image did not load: {image}"
+    assert len(result.videos) == html.count("<video ")
+    for video in result.videos:
+        assert video["error"] is None and video["readyState"] >= 1 and video["width"] > 0, f"video did not load: {video}"
+    assert result.errors == []
+    assert screenshot.stat().st_size > 10_000
+    return result
+
+
+def test_overlay_report_opens_in_chromium(overlay_report, tmp_path):
+    result = _check_page(overlay_report, tmp_path)
+    assert result.title.startswith("2 runs")
+    srcs = [image["src"] for image in result.images]
+    assert "figures/activation_histograms.png" in srcs and "figures/distance_from_init.png" in srcs
+
+
+def test_a_missing_image_is_caught(tmp_path):
+    """The check is real: delete one figure and the browser reports it."""
+    import shutil
+
+    import report_synthetic as synthetic
+    from normlab.report import write_report
+
+    run = synthetic.make_run(tmp_path / "run", steps=10, probes=("distance",))
+    report = write_report([run], out=tmp_path / "report")
+    (report.parent / "figures" / "loss_curves.png").unlink()
+    result = inspect_page(report, tmp_path / "shot.png", executable=CHROMIUM, profile=tmp_path / "profile")
+    broken = [image for image in result.images if image["width"] == 0]
+    assert [image["src"] for image in broken] == ["figures/loss_curves.png"]
+    assert any("loss_curves.png" in error for error in result.errors)
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_report_of_a_real_tiny_run_opens_in_chromium(tmp_path):
+    """End to end: train a tiny pair with the runner, write its report, open it."""
+    from normlab.experiments import apply_overrides, get_preset, run_experiment
+    from normlab.report import write_report
+
+    config = apply_overrides(get_preset("quickstart").config, [
+        "dataset=synthetic", "steps=8", "eval_every=4", "probe_every=1", "log_every=4", "report=false",
+    ])
+    result = run_experiment(config, run_dir=tmp_path / "run", quiet=True)
+    report = write_report([result.path], out=result.path / "report")
+    page = _check_page(report, tmp_path)
+    html = report.read_text(encoding="utf-8")
+    for name in ("loss_curves", "activation_histograms", "unit_moments", "gradient_moments", "distance_from_init"):
+        assert f"figures/{name}.png" in [image["src"] for image in page.images], name
+    assert re.search(r'<video src="animations/activation_histograms\.mp4"|<img src="animations/activation_histograms\.gif"', html)

@@ -1,0 +1,76 @@
+"""Figure functions against their data: the numbers drawn are the numbers stored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import report_synthetic as synthetic
+from normlab.report.activation_data import activation_series, histogram_density
+from normlab.report.figures.drift import ROWS, drift_values, plot_moment_drift
+from normlab.report.figures.gradients import gradient_series, magnitude_histogram, plot_gradient_histograms
+from normlab.report.figures.santurkar import plot_ics, plot_landscape
+from normlab.report.figures.training import smooth
+from normlab.report.runs import collect_runs
+from normlab.report.style import report_style
+from normlab.store import load_run
+
+
+def test_drift_rows_follow_s18_fig8():
+    steps = np.array([0, 10, 20, 30])
+    mean = np.array([0.0, 0.5, 0.25, 1.0])
+    titles = [row[0] for row in ROWS]
+    assert titles == ["|mu(t+1) - mu(t)|", "|var(t+1) - var(t)|", "mu(t) - mu(0)", "var(t) - var(0)"]
+    x, step_change = drift_values(mean, steps, 0)
+    np.testing.assert_array_equal(x, [10, 20, 30])
+    np.testing.assert_allclose(step_change, [0.5, 0.25, 0.75])
+    x, since_start = drift_values(mean, steps, 2)
+    np.testing.assert_array_equal(x, steps)
+    np.testing.assert_allclose(since_start, mean)
+
+
+def test_drift_figure_plots_the_stored_layer_moments(pair_run):
+    with report_style():
+        figure = plot_moment_drift(collect_runs([pair_run])).figure
+    stored = load_run(pair_run).probe("activations", "batch")
+    variance = stored[f"{synthetic.LAYERS[0]}.var"]
+    axis = figure.axes[3 * len(synthetic.LAYERS)]  # row var(t) - var(0), first layer
+    line = next(l for l in axis.get_lines() if l.get_label() == "batch (BN)")
+    np.testing.assert_allclose(line.get_ydata(), variance - variance[0], rtol=1e-6)
+
+
+def test_histogram_density_integrates_to_the_share_inside_the_range(pair_run):
+    series = next(s for s in activation_series(collect_runs([pair_run])) if s.network == "none")
+    stored = load_run(pair_run).probe("activations", "none")
+    layer = synthetic.LAYERS[-1]
+    for index in range(len(series.steps)):
+        edges, density = histogram_density(series, layer, index)
+        counts, outside = stored[f"{layer}.hist"][index], stored[f"{layer}.outside"][index]
+        assert np.sum(density * np.diff(edges)) == pytest.approx(counts.sum() / (counts.sum() + outside))
+
+
+def test_gradient_magnitudes_fold_the_signed_bins(pair_run):
+    series = gradient_series(collect_runs([pair_run]))[0]
+    counts = load_run(pair_run).probe("gradients", series.network)[f"{synthetic.WEIGHT_LAYERS[0]}.hist"][0]
+    edges, fraction = magnitude_histogram(series, synthetic.WEIGHT_LAYERS[0], 0)
+    assert len(fraction) == len(counts) // 2 and len(edges) == len(fraction) + 1
+    assert fraction.sum() == pytest.approx(1.0)
+    assert fraction[-1] * counts.sum() == pytest.approx(counts[0] + counts[-1])  # the largest |g| bin
+    assert np.all(np.diff(edges) > 0) and edges[0] > 0  # log axes need positive, increasing edges
+    with report_style():
+        plot = plot_gradient_histograms(collect_runs([pair_run]))
+    assert plot.figure.axes[0].get_xscale() == "log" and plot.figure.axes[0].get_yscale() == "log"
+
+
+def test_smoothing_keeps_length_and_ignores_nan():
+    values = np.concatenate([np.ones(100), [np.nan], 3 * np.ones(99)])
+    smoothed = smooth(values, points=50)
+    assert smoothed.shape == values.shape
+    assert np.isfinite(smoothed).all()
+    assert smoothed[10] == pytest.approx(1.0) and smoothed[-10] == pytest.approx(3.0)
+
+
+def test_santurkar_figures_need_their_probes(pair_run):
+    """No ics/landscape data: the figure functions return None and the report notes it."""
+    runset = collect_runs([pair_run])
+    assert plot_ics(runset) is None and plot_landscape(runset) is None
