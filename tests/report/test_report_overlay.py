@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib.colors as mcolors
 from matplotlib.lines import Line2D
 
@@ -51,10 +53,21 @@ def test_runs_differ_by_line_style_and_networks_by_color(pair_run, second_run):
 
 
 def test_histogram_legends_give_mean_and_std_per_run(pair_run, second_run):
+    """Each panel lists every line's mean ± std; one figure legend names the lines."""
     runset = collect_runs([pair_run, second_run])
     with report_style():
-        texts = _legend_texts(plot_activation_histograms(runset).figure)
-    assert any(text.startswith("other: batch (BN): ") and "±" in text for text in texts)
+        figure = plot_activation_histograms(runset).figure
+    names = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert names == ["pair: none (baseline)", "pair: batch (BN)", "other: none (baseline)", "other: batch (BN)"]
+    first_panel = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert len(first_panel) == 4 and all(re.fullmatch(r"-?\d+\.\d\d ± \d+\.\d\d.*", t) for t in first_panel)
+
+
+def test_single_run_histogram_panels_name_the_network(pair_run):
+    with report_style():
+        figure = plot_activation_histograms(collect_runs([pair_run])).figure
+    first_panel = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert first_panel[0].startswith("none: ") and first_panel[1].startswith("batch: ")
 
 
 def test_overlay_report_has_both_runs_in_header_and_summary(overlay_report):

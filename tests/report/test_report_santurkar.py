@@ -59,7 +59,7 @@ def test_divergence_plots_ratio_against_absolute_step_sizes(santurkar_run):
     axis = figure.axes[0]
     assert axis.get_xscale() == "log" and axis.get_yscale() == "log"
     stored = load_run(santurkar_run).probe("divergence", "none")
-    first = next(l for l in axis.get_lines() if l.get_label() == "none (baseline), step 0")
+    first = next(l for l in axis.get_lines() if l.get_label() == "step 0")
     np.testing.assert_allclose(first.get_xdata(), stored["etas"][0], rtol=1e-6)
     np.testing.assert_allclose(first.get_ydata(), stored["ratio"][0], rtol=1e-6)
 

@@ -18,7 +18,7 @@ from normlab.report.runs import (
     probe_meta,
     union_in_order,
 )
-from normlab.report.style import network_color, run_linestyle, series_label
+from normlab.report.style import legend_columns, network_color, run_linestyle, series_label
 
 PROBE = "activations"
 MAX_LAYERS = 6  # static figures show at most this many layers (the animation shows all)
@@ -128,6 +128,21 @@ def moment_text(series: Series, layer: str, index: int) -> str:
     if share is not None and share >= 0.005 and edges:
         text += f", {100 * share:.0f}% beyond ±{max(abs(edges[0]), abs(edges[-1])):g}"
     return text
+
+
+def panel_label(series: Series, text: str, several: bool) -> str:
+    """A histogram panel's legend entry: "none: 0.12 ± 1.30" for one run; only the numbers when
+    runs are overlaid (long run names would not fit a panel; the figure legend names the lines)."""
+    return text if several else f"{series.network}: {text}"
+
+
+def figure_legend(figure, series: list[Series], several: bool) -> None:
+    """One legend below the panels naming every line (network, and run when overlaid)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], linewidth=1.5, **s.style()) for s in series]
+    labels = [s.label(several) for s in series]
+    figure.legend(handles, labels, loc="outside lower center", ncols=legend_columns(labels))
 
 
 def outside_share(series: Series, layer: str, index: int) -> float | None:

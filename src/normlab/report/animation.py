@@ -14,9 +14,11 @@ from matplotlib.animation import FFMpegWriter, FuncAnimation, PillowWriter
 
 from normlab.report.activation_data import (
     Series,
+    figure_legend,
     histogram_density,
     index_at,
     moment_text,
+    panel_label,
 )
 from normlab.report.style import grid_shape, hide_unused, new_figure
 
@@ -73,6 +75,7 @@ class HistogramAnimation:
         self.legends = []
         for panel, layer in enumerate(layers):
             self._set_up_panel(panel, layer)
+        figure_legend(self.figure, series, several)
         self.draw(len(steps) - 1)  # the widest legends and titles, for the layout below
         self.figure.canvas.draw()
         # Lay out once, then freeze: constrained layout on every frame would triple the render time.
@@ -80,7 +83,7 @@ class HistogramAnimation:
 
     def _set_up_panel(self, panel: int, layer: str) -> None:
         axis = self.axes[panel]
-        edges = None
+        edges, drawn = None, False
         for number, s in enumerate(self.series):
             if layer not in s.layers or s.meta.get("edges") is None:
                 continue
@@ -90,12 +93,13 @@ class HistogramAnimation:
             fill = axis.stairs(zeros, edges, fill=True, alpha=0.25, color=style["color"])
             line = axis.stairs(zeros, edges, linewidth=1.3, label=s.label(self.several), **style)
             self.patches[(panel, number)] = (fill, line, edges)
+            drawn = True
         if edges is not None:
             axis.set_xlim(edges[0], edges[-1])
         axis.set_ylim(0, _y_limit(self.series, layer))
         axis.set_yticks([])
         axis.set_xlabel("activation value")
-        self.legends.append(axis.legend(loc="upper left", fontsize=7, handlelength=1.2) if self.patches else None)
+        self.legends.append(axis.legend(loc="upper left", fontsize=7, handlelength=1.2) if drawn else None)
 
     def draw(self, frame: int):
         """Show measurement step ``self.steps[frame]``; returns the changed artists."""
@@ -115,7 +119,7 @@ class HistogramAnimation:
                 text = moment_text(s, layer, index) if index is not None else "stopped"
                 legend = self.legends[panel]
                 if legend is not None:
-                    legend.get_texts()[slot].set_text(f"{s.label(self.several)}: {text}")
+                    legend.get_texts()[slot].set_text(panel_label(s, text, self.several))
                 changed.extend([fill, line])
         return changed
 

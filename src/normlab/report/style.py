@@ -116,6 +116,31 @@ def grid_shape(panels: int, max_columns: int = 4) -> tuple[int, int]:
     return rows, columns
 
 
+LEGEND_CHARACTERS_PER_ROW = 150  # what fits across FIGURE_WIDTH at legend font size
+
+
+def legend_columns(labels: list[str]) -> int:
+    """As many columns as the longest label allows across the figure (long run names: fewer)."""
+    longest = max((len(label) for label in labels), default=1) + 6  # the handle and the gap
+    return max(1, min(len(labels), LEGEND_CHARACTERS_PER_ROW // longest))
+
+
+def shared_legend(figure) -> None:
+    """One legend below all panels with every labelled line of the figure, each label once.
+
+    Multi-panel figures show the same series in every panel; one legend outside the panels
+    keeps long names (runs overlaid) from covering the data or squeezing the panels.
+    """
+    handles, labels = [], []
+    for axis in figure.axes:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=legend_columns(labels))
+
+
 def hide_unused(axes, used: int) -> None:
     """Switch off the panels of a grid beyond the first ``used``."""
     for axis in list(axes.flat)[used:]:

@@ -10,26 +10,28 @@ from normlab.report.activation_data import (
     histogram_density,
     index_at,
     layers_note,
+    figure_legend,
     moment_text,
+    panel_label,
     shown_layers,
     snapshot_steps,
 )
 from normlab.report.runs import RunSet, finite, layer_array, union_in_order
 from normlab.report.animation import write_histogram_animation
 from normlab.report.sections import Movie, Plot, Section, missing
-from normlab.report.style import new_figure
+from normlab.report.style import new_figure, shared_legend
 
 TITLE = "Activation distributions"
 
 
 def draw_histogram(axis, series: Series, layer: str, index: int, several: bool) -> bool:
-    """One filled step histogram with "network: mean ± std" in the legend; False if no data."""
+    """One filled step histogram with its mean ± std in the panel's legend; False if no data."""
     result = histogram_density(series, layer, index)
     if result is None:
         return False
     edges, density = result
     style = series.style()
-    label = f"{series.label(several)}: {moment_text(series, layer, index)}"
+    label = panel_label(series, moment_text(series, layer, index), several)
     axis.stairs(density, edges, fill=True, alpha=0.25, color=style["color"])
     axis.stairs(density, edges, linewidth=1.3, label=label, **style)
     return True
@@ -59,12 +61,14 @@ def plot_activation_histograms(runset: RunSet) -> Plot | None:
                 axis.legend(loc="upper left", fontsize=6.5, handlelength=1.2)
             if row == len(layers) - 1:
                 axis.set_xlabel("activation value")
+    figure_legend(figure, series, runset.several)
     mode = _bn_mode(series)
     caption = (
         "Distribution of every hidden layer's pre-activations (the input to the nonlinearity, i.e. "
         f"after the norm when there is one; BN in {mode} mode) over one training batch, at {len(steps)} "
-        "steps spread over training (columns), with the networks overlaid. The legend gives each "
-        "distribution's mean ± std. Read across a row: distributions that keep their place and width "
+        "steps spread over training (columns), with the networks overlaid. Each panel's legend gives "
+        "each distribution's mean ± std (and the share of values beyond the histogram range when it is "
+        "at least 0.5%). Read across a row: distributions that keep their place and width "
         "are stable inputs for the next layer (what BN15 calls reduced internal covariate shift); a "
         "baseline whose histogram moves and spreads while the BN network's stays put is what the seed "
         "notebook (Part 1) and S18 Fig. 2 show. Areas are densities over all values, so a distribution "
@@ -112,7 +116,7 @@ def plot_activation_moments(runset: RunSet) -> Plot | None:
                 axis.set_xlabel("step")
     if not drawn:
         return None
-    axes[0, 0].legend()
+    shared_legend(figure)
     caption = (
         "Mean (top), standard deviation (middle) and mean of squares (bottom, log scale; the "
         "activation magnitude of d2l exercise 3) of each hidden layer's pre-activations over training, "
@@ -142,8 +146,8 @@ def plot_tracked_percentiles(runset: RunSet) -> Plot | None:
             axis.fill_between(s.steps, finite(values[:, 0]), finite(values[:, 2]), color=style["color"], alpha=0.12)
         axis.set_title(f"{network}: unit {_tracked_name(series, network)}")
         axis.set_xlabel("step")
-        axis.legend()
     axes[0, 0].set_ylabel("pre-activation value")
+    shared_legend(figure)
     caption = (
         "The 15th, 50th (thick) and 85th percentiles of one tracked unit's pre-activation over each "
         "training batch, over training, one panel per network (BN15 Fig. 1(b) without BN and (c) with "
@@ -190,7 +194,7 @@ def plot_unit_moments(runset: RunSet) -> Plot | None:
             axis.set_title(f"{layer}: {name}")
             if row == len(rows) - 1:
                 axis.set_xlabel("step")
-    axes[0, 0].legend()
+    shared_legend(figure)
     caption = (
         "How each unit's (channel's) own mean and std over the batch move during training: the line is "
         "the median over the units of a layer and the shaded band spans the 10th to 90th percentile "

@@ -6,7 +6,7 @@ import numpy as np
 
 from normlab.report.runs import RunSet, finite, network_series, probe_layers, union_in_order
 from normlab.report.sections import Plot, Section, missing
-from normlab.report.style import network_color, new_figure, run_linestyle, run_marker, series_label
+from normlab.report.style import network_color, new_figure, run_linestyle, run_marker, series_label, shared_legend
 
 PROBE = "distance"
 TITLE = "Distance from initialization"
@@ -44,7 +44,7 @@ def plot_distance(runset: RunSet) -> Plot | None:
     by_layer.set_ylabel("L2 distance")
     over_time.set_title("all kernels together, over training")
     over_time.set_xlabel("step")
-    over_time.legend()
+    shared_legend(figure)
     caption = (
         "How far training moved the weights from their (shared) initialization: the L2 norm of "
         "W_t - W_0 of each weight layer's kernel at the last measurement, against depth (left, as in "

@@ -7,7 +7,7 @@ import numpy as np
 from normlab.report.activation_data import activation_series, layers_note, shown_layers
 from normlab.report.runs import RunSet, finite, layer_array
 from normlab.report.sections import Plot, Section, missing
-from normlab.report.style import new_figure
+from normlab.report.style import new_figure, shared_legend
 
 TITLE = "Moment drift (noisy BN, S18 Fig. 8)"
 
@@ -54,7 +54,7 @@ def plot_moment_drift(runset: RunSet) -> Plot | None:
                 axis.set_xlabel("step")
     if not drawn:
         return None
-    axes[0, 0].legend()
+    shared_legend(figure)
     caption = (
         "How much the distribution of each layer's pre-activations moves (S18 Fig. 8, which compares "
         "standard BN with 'noisy' BN that injects a random, time-varying shift and scale after the "

@@ -15,7 +15,7 @@ from normlab.report.runs import (
     union_in_order,
 )
 from normlab.report.sections import Plot, Section, missing
-from normlab.report.style import new_figure
+from normlab.report.style import new_figure, shared_legend
 
 PROBE = "gradients"
 TITLE = "Gradient statistics"
@@ -40,7 +40,7 @@ def plot_tracked_gradient(runset: RunSet) -> Plot | None:
     axis.axhline(0.0, color="black", linewidth=0.6)
     axis.set_xlabel("step")
     axis.set_ylabel("gradient")
-    axis.legend()
+    shared_legend(figure)
     meta = series[0].meta
     where = f"entry {meta.get('tracked_index', 0)} (flat index) of {meta['tracked_layer']}'s kernel" if meta.get("tracked_layer") else "one kernel entry"
     caption = (
@@ -77,7 +77,7 @@ def plot_gradient_moments(runset: RunSet) -> Plot | None:
                 axis.set_xlabel("step")
     if not drawn:
         return None
-    axes[0, 0].legend()
+    shared_legend(figure)
     caption = (
         "Mean (top), standard deviation (middle, log) and L2 norm (bottom, log) of "
         "the gradient of each weight layer's kernel over training. The seed notebook (Part 1) finds "
@@ -119,6 +119,12 @@ def magnitude_histogram(series: Series, layer: str, index: int):
     return np.concatenate([[positive[0] / 10], positive]), folded / total
 
 
+def _steps_text(series: list[Series], position: int) -> str:
+    """"step 0" when every series was measured at the same step there, else the range."""
+    steps = sorted({int(s.steps[position]) for s in series})
+    return f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}"
+
+
 def plot_gradient_histograms(runset: RunSet) -> Plot | None:
     """Histograms of |gradient| at the first and the last measurement, log-log (B18 heavy tails)."""
     series = [s for s in gradient_series(runset) if s.meta.get("edges") is not None]
@@ -138,21 +144,19 @@ def plot_gradient_histograms(runset: RunSet) -> Plot | None:
                     continue
                 edges, fraction = result
                 floor = min(floor, 0.5 * fraction[fraction > 0].min())
-                step = int(s.steps[position])
                 axis.stairs(np.where(fraction > 0, fraction, 1e-12), edges, linewidth=1.3,
-                            label=f"{s.label(runset.several)} (step {step})", baseline=None, **s.style())
+                            label=s.label(runset.several), baseline=None, **s.style())
                 drawn = True
             axis.set_xscale("log")
             axis.set_yscale("log")
-            axis.set_title(f"{layer}: {when} measurement", fontsize=9)
+            axis.set_title(f"{layer}: {when} ({_steps_text(series, position)})", fontsize=9)
             if row == len(moments) - 1:
                 axis.set_xlabel("|gradient entry|")
             if column == 0:
                 axis.set_ylabel("fraction of entries")
-                if axis.get_legend_handles_labels()[0]:  # one legend per row: the rows differ in step
-                    axis.legend(fontsize=6.5, loc="upper left")
     if not drawn:
         return None
+    shared_legend(figure)
     axes[0, 0].set_ylim(bottom=floor)
     caption = (
         "Distribution of the magnitudes of the entries of each layer's kernel gradient at the first "

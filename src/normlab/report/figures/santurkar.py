@@ -12,7 +12,7 @@ import numpy as np
 from normlab.report.activation_data import Series, layers_note, select_layers
 from normlab.report.runs import RunSet, finite, network_series, probe_layers, probe_meta, union_in_order
 from normlab.report.sections import Plot, Section, missing
-from normlab.report.style import network_color, new_figure, run_hatch
+from normlab.report.style import network_color, new_figure, run_hatch, shared_legend
 
 ICS_TITLE = "Internal covariate shift (S18 Fig. 3)"
 LANDSCAPE_TITLE = "Loss landscape, gradient predictiveness, beta-smoothness (S18 Fig. 4)"
@@ -78,7 +78,7 @@ def plot_ics(runset: RunSet) -> Plot | None:
             axis.set_yscale(scale)
             if row == len(layers) - 1:
                 axis.set_xlabel("step")
-    axes[0, 0].legend()
+    shared_legend(figure)
     mode = "/".join(sorted({str(s.meta.get("bn_mode", "train")) for s in series}))
     caption = (
         "Santurkar et al.'s gradient-based internal covariate shift (S18 Def. 2.1, Fig. 3; the seed "
@@ -143,7 +143,7 @@ def plot_band_probe(runset: RunSet, probe: str, *, title: str, ylabel: str, capt
     axis.set_yscale("log")
     axis.set_xlabel("step")
     axis.set_ylabel(ylabel)
-    axis.legend()
+    shared_legend(figure)
     return Plot(name, title, figure, caption + _step_sizes_text(series))
 
 
@@ -199,7 +199,7 @@ def plot_beta_smoothness(runset: RunSet) -> Plot | None:
     axis.set_yscale("log")
     axis.set_xlabel("step")
     axis.set_ylabel("max ||dg|| / ||eta g||")
-    axis.legend()
+    shared_legend(figure)
     caption = (
         "Effective beta-smoothness: the largest ratio, over the step sizes eta, of how much the gradient "
         "changes to how far the weights moved, max_eta ||g(theta) - g(theta - eta g)|| / ||eta g|| (log "
@@ -249,7 +249,7 @@ def plot_divergence(runset: RunSet) -> Plot | None:
             for row, (step, shade) in enumerate(zip(steps, shades)):
                 axis.plot(etas, np.where(relative[row] > 0, relative[row], np.nan), color=network_color(network),
                           alpha=float(shade), linestyle=s.style()["linestyle"], linewidth=1.2,
-                          label=f"{s.label(runset.several)}, step {int(step)}")
+                          label=f"{s.run.label}, step {int(step)}" if runset.several else f"step {int(step)}")
         axis.axhline(1.0, color="black", linewidth=0.7)
         axis.set_xscale("log")
         axis.set_yscale("log")

@@ -27,7 +27,7 @@ from normlab.report.runs import (
     varied_settings,
 )
 from normlab.report.sections import Plot, Section, Table, missing
-from normlab.report.style import network_color, network_label, new_figure, run_linestyle, run_marker
+from normlab.report.style import network_color, network_label, new_figure, run_linestyle, run_marker, shared_legend
 
 TITLE = "Sweep curves"
 
@@ -144,7 +144,7 @@ def plot_sweep(curves: list[SweepCurves]) -> Plot:
     axis.set_ylabel(f"final {metric.replace('_', ' ')}")
     if any(line.get_marker() == "x" for line in axis.get_lines()):
         axis.plot([], [], linestyle="none", marker="x", color="gray", label="diverged in every replicate")
-    axis.legend(fontsize=7)
+    shared_legend(figure)
     name = key or "replicates"
     caption = (
         f"Final {metric.replace('_', ' ')} of every network (the last evaluation of each run) against "

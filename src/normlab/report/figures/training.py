@@ -6,7 +6,7 @@ import numpy as np
 
 from normlab.report.runs import ReportRun, RunSet, diverged_steps, eval_rows, finite, train_rows
 from normlab.report.sections import Plot, Section, missing
-from normlab.report.style import network_color, new_figure, run_linestyle, series_label
+from normlab.report.style import network_color, new_figure, run_linestyle, series_label, shared_legend
 
 TITLE = "Training curves"
 
@@ -65,20 +65,8 @@ def _curve_panels(runset: RunSet, columns: list[tuple[str, str, str]], *, log: b
             axis.set_yscale("log")
     if not drawn:
         return None
-    _shared_legend(figure, axes[0])
+    shared_legend(figure)
     return figure
-
-
-def _shared_legend(figure, axes) -> None:
-    """One legend for the whole figure, below the panels (the panels share their series)."""
-    handles, labels = [], []
-    for axis in axes:
-        for handle, label in zip(*axis.get_legend_handles_labels()):
-            if label not in labels:
-                handles.append(handle)
-                labels.append(label)
-    if handles:
-        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
 
 
 def plot_loss_curves(runset: RunSet) -> Plot | None:
@@ -143,7 +131,7 @@ def plot_learning_rate(runset: RunSet) -> Plot | None:
         return None
     axis.set_xlabel("step")
     axis.set_ylabel("learning rate")
-    axis.legend()
+    shared_legend(figure)
     caption = "The learning rate used at every step (the schedule is the same for every network of a run)."
     return Plot("learning_rate", "Learning rate", figure, caption)
 
