@@ -58,19 +58,33 @@ def test_a_missing_image_is_caught(tmp_path):
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
 
 
+ALL_FIGURES = (
+    "loss_curves", "accuracy_curves", "activation_histograms", "activation_moments", "unit_moments",
+    "tracked_percentiles", "moment_drift", "tracked_gradient", "gradient_moments", "gradient_histograms", "ics",
+    "landscape", "predictiveness", "beta_smoothness", "divergence", "distance_from_init",
+)
+
+
 @pytest.mark.slow
 def test_report_of_a_real_tiny_run_opens_in_chromium(tmp_path):
-    """End to end: train a tiny pair with the runner, write its report, open it."""
+    """End to end: train a tiny pair with the runner and every probe, write its report, open it.
+
+    This also checks the report against the arrays the real probes write (the synthetic runs of
+    the other tests follow the probes' docstrings; this catches a drift between the two).
+    """
     from normlab.experiments import apply_overrides, get_preset, run_experiment
     from normlab.report import write_report
 
     config = apply_overrides(get_preset("quickstart").config, [
         "dataset=synthetic", "steps=8", "eval_every=4", "probe_every=1", "log_every=4", "report=false",
+        "probes=activations,gradients,distance,ics,landscape,predictiveness,beta_smoothness,divergence",
     ])
     result = run_experiment(config, run_dir=tmp_path / "run", quiet=True)
     report = write_report([result.path], out=result.path / "report")
     page = _check_page(report, tmp_path)
+    figures = [image["src"] for image in page.images if image["src"].startswith("figures/")]
+    assert figures == [f"figures/{name}.png" for name in ALL_FIGURES]
     html = report.read_text(encoding="utf-8")
-    for name in ("loss_curves", "activation_histograms", "unit_moments", "gradient_moments", "distance_from_init"):
-        assert f"figures/{name}.png" in [image["src"] for image in page.images], name
     assert re.search(r'<video src="animations/activation_histograms\.mp4"|<img src="animations/activation_histograms\.gif"', html)
+    left_out = html.split('id="left-out"')[1].split("</section>")[0]
+    assert "<b>Sweep curves</b>" in left_out and left_out.count("<li>") == 1  # only the sweep is missing

@@ -162,7 +162,8 @@ def plot_gradient_histograms(runset: RunSet) -> Plot | None:
         "Distribution of the magnitudes of the entries of each layer's kernel gradient at the first "
         "probe measurement (top; at initialization when step 0 is probed) and the last one (bottom). "
         "Both axes are logarithmic (bins grow by a factor of 10^(1/3); the leftmost bin collects "
-        "everything below the smallest bin edge), so the tails are visible at every scale. B18 (Sec. 3) "
+        "everything below the smallest bin edge, exact zeros included, e.g. from inputs that are 0 or "
+        "from ReLU units that are off for the whole batch), so the tails are visible at every scale. B18 (Sec. 3) "
         "finds that without BN the gradients at initialization are heavy-tailed, with a few entries "
         "orders of magnitude larger than the rest; a curve that falls off quickly to the right is the "
         "better-conditioned case." + layers_note(layers, every_layer)
