@@ -241,7 +241,7 @@ def union_in_order(lists) -> list[str]:
 
 
 def eval_rows(report_run: ReportRun, network: str):
-    """The evaluation rows (test metrics present) of ``network``, or an empty frame."""
+    """The evaluation rows (test metrics present) of ``network``; None if there are no metrics."""
     metrics = safe_metrics(report_run)
     if metrics is None or "test_loss" not in metrics:
         return None

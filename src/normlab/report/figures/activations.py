@@ -227,6 +227,7 @@ def histogram_movie(runset: RunSet) -> Movie | None:
 
 
 def activations_section(runset: RunSet) -> Section:
+    """Histograms (static and animated), moments, per-unit moments and the tracked unit."""
     section = Section("activations", TITLE, intro=(
         "From the activations probe: per-layer histograms on fixed bins, moments, per-unit moments and "
         "one tracked unit's percentiles, measured on the training batch of the probe step."

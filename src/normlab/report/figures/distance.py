@@ -14,9 +14,10 @@ TITLE = "Distance from initialization"
 
 def _layers(report_run, network, arrays) -> list[str]:
     """The per-layer keys of the distance probe (its meta lists them; ``total`` is not a layer)."""
-    return [layer for layer in probe_layers(report_run, PROBE, network, arrays) if layer in arrays and layer != "total"] or [
-        key for key in arrays if key not in ("step", "total") and np.ndim(arrays[key]) == 1
-    ]
+    listed = [layer for layer in probe_layers(report_run, PROBE, network, arrays) if layer in arrays]
+    if listed:
+        return [layer for layer in listed if layer != "total"]
+    return [key for key in arrays if key not in ("step", "total") and np.ndim(arrays[key]) == 1]
 
 
 def plot_distance(runset: RunSet) -> Plot | None:
@@ -38,7 +39,9 @@ def plot_distance(runset: RunSet) -> Plot | None:
         if total is None:
             total = np.sqrt(sum(np.square(np.asarray(arrays[layer], dtype=float)) for layer in layers))
         over_time.plot(arrays["step"], finite(total), label=label, linewidth=1.4, **style)
-    by_layer.set_xticks(range(len(every_layer)), every_layer, rotation=45 if len(every_layer) > 6 else 0, ha="right" if len(every_layer) > 6 else "center")
+    crowded = len(every_layer) > 6  # VGG's 13 layer names need slanting to stay readable
+    by_layer.set_xticks(range(len(every_layer)), every_layer, rotation=45 if crowded else 0,
+                        ha="right" if crowded else "center")
     by_layer.set_title("||W - W_0||_2 per layer, last measurement")
     by_layer.set_xlabel("weight layer")
     by_layer.set_ylabel("L2 distance")
@@ -57,6 +60,7 @@ def plot_distance(runset: RunSet) -> Plot | None:
 
 
 def distance_section(runset: RunSet) -> Section:
+    """Distance of the weights from their initialization."""
     plot = plot_distance(runset)
     if plot is None:
         return missing("distance", TITLE, "No distance probe data in these runs (add 'distance' to the probes).")

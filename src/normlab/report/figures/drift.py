@@ -69,6 +69,7 @@ def plot_moment_drift(runset: RunSet) -> Plot | None:
 
 
 def drift_section(runset: RunSet) -> Section:
+    """S18 Fig. 8 drift of the layer moments, with a hint when no noisy-BN network was run."""
     plot = plot_moment_drift(runset)
     if plot is None:
         return missing("drift", TITLE, "No activations probe data with at least two measurements, so no "

@@ -22,6 +22,7 @@ TITLE = "Gradient statistics"
 
 
 def gradient_series(runset: RunSet) -> list[Series]:
+    """Every (run, network) with gradients probe data."""
     return [
         Series(run, network, arrays, probe_layers(run, PROBE, network, arrays), probe_meta(run, PROBE, network))
         for run, network, arrays in network_series(runset.runs, PROBE)
@@ -172,6 +173,7 @@ def plot_gradient_histograms(runset: RunSet) -> Plot | None:
 
 
 def gradients_section(runset: RunSet) -> Section:
+    """The tracked weight's gradient, per-layer gradient moments and magnitude histograms."""
     section = Section("gradients", TITLE, intro=(
         "From the gradients probe: the gradient of the training loss that the optimizer used at the "
         "probe step (train mode), per weight layer."

@@ -21,6 +21,7 @@ MAX_ICS_LAYERS = 5
 
 
 def probe_series(runset: RunSet, probe: str) -> list[Series]:
+    """Every (run, network) with data for ``probe``."""
     return [
         Series(run, network, arrays, probe_layers(run, probe, network, arrays), probe_meta(run, probe, network))
         for run, network, arrays in network_series(runset.runs, probe)
@@ -96,6 +97,7 @@ def plot_ics(runset: RunSet) -> Plot | None:
 
 
 def ics_section(runset: RunSet) -> Section:
+    """S18 Fig. 3 gradient ICS per layer."""
     plot = plot_ics(runset)
     if plot is None:
         return missing("ics", ICS_TITLE, "No ics probe data in these runs (add 'ics' to the probes; the "
@@ -132,6 +134,7 @@ def draw_band(axis, series: Series, low, high, several: bool) -> None:
 
 
 def plot_band_probe(runset: RunSet, probe: str, *, title: str, ylabel: str, caption: str, name: str) -> Plot | None:
+    """The min-max band over step sizes of ``probe`` at every measured step, log scale."""
     series = [s for s in probe_series(runset, probe) if band(s) is not None]
     if not series:
         return None
@@ -159,6 +162,7 @@ def _step_sizes_text(series: list[Series]) -> str:
 
 
 def plot_landscape(runset: RunSet) -> Plot | None:
+    """S18 Fig. 4a: the range of L(theta - eta g) over the step sizes."""
     return plot_band_probe(
         runset, "landscape", title="Loss landscape (variation of the loss along the gradient)",
         ylabel="loss L(theta - eta g)", name="landscape",
@@ -173,6 +177,7 @@ def plot_landscape(runset: RunSet) -> Plot | None:
 
 
 def plot_predictiveness(runset: RunSet) -> Plot | None:
+    """S18 Fig. 4b: the range of ||g(theta) - g(theta - eta g)|| over the step sizes."""
     return plot_band_probe(
         runset, "predictiveness", title="Gradient predictiveness",
         ylabel="||g(theta) - g(theta - eta g)||_2", name="predictiveness",
@@ -215,6 +220,7 @@ def _beta(series: Series):
 
 
 def landscape_section(runset: RunSet) -> Section:
+    """S18 Fig. 4: loss landscape band, gradient predictiveness band, effective beta-smoothness."""
     section = Section("landscape", LANDSCAPE_TITLE, intro=(
         "Measured at the probe steps by moving the weights along the training gradient and looking at "
         "the loss and gradient there; nothing is trained by these measurements."
@@ -282,6 +288,7 @@ def _relative_losses(series: Series):
 
 
 def divergence_section(runset: RunSet) -> Section:
+    """B18 relative loss after one step against the step size."""
     plot = plot_divergence(runset)
     if plot is None:
         return missing("divergence", DIVERGENCE_TITLE, "No divergence probe data in these runs (add 'divergence' "

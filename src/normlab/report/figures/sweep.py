@@ -211,6 +211,7 @@ def sweep_table(curves: list[SweepCurves]) -> Table:
 
 
 def sweep_section(runset: RunSet) -> Section:
+    """Final accuracy against the swept setting for every sweep (sweeps with the same x overlaid)."""
     if not runset.sweeps:
         return missing("sweep", TITLE, "No sweep given: sweep curves need a directory whose subdirectories are "
                        "runs that differ in some setting (e.g. lr), optionally repeated over seeds.")

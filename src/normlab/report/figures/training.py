@@ -137,6 +137,7 @@ def plot_learning_rate(runset: RunSet) -> Plot | None:
 
 
 def training_section(runset: RunSet) -> Section:
+    """Loss, accuracy and (if scheduled) learning-rate curves from metrics.csv."""
     section = Section("training", TITLE, intro=(
         "Train-mode batch metrics are recorded at every step; eval-mode metrics on the test split and "
         "on a fixed training subset at every evaluation."
