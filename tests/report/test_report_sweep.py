@@ -14,10 +14,11 @@ from normlab.report.style import report_style
 from normlab.store import load_run
 
 
-def test_sweep_directory_is_found_and_its_runs_labelled_by_setting(sweep_dir):
+def test_sweep_directory_is_found_and_its_runs_labelled_by_setting(sweep_dir, pair_run):
     runset = collect_runs([sweep_dir])
     assert len(runset.sweeps) == 1 and len(runset.runs) == 6
-    assert runset.runs[0].label == "lr_sweep/lr=0.001, seed=0, data_seed=0"
+    assert runset.runs[0].label == "lr=0.001, seed=0"  # data_seed = seed: named once
+    assert collect_runs([sweep_dir, pair_run]).runs[0].label == "lr_sweep/lr=0.001, seed=0"
 
 
 def test_x_axis_is_the_swept_setting_and_seeds_are_averaged(sweep_dir):

@@ -86,14 +86,15 @@ class RunSet:
         return RunSet(chosen, self.sweeps), note
 
 
-def collect_runs(paths: list[Path]) -> RunSet:
+def collect_runs(paths) -> RunSet:
     """Load every run under ``paths`` (run directories or sweeps), labelled uniquely.
 
     Raises ``NormlabError`` for a path that is neither a run directory nor holds any.
     """
+    paths = [Path(p) for p in paths]
     runs: list[ReportRun] = []
     sweeps: list[Sweep] = []
-    for path in (Path(p) for p in paths):
+    for path in paths:
         if is_run_dir(path):
             runs.append(ReportRun(load_run(path), path.resolve().name, len(runs)))
             continue
@@ -103,7 +104,9 @@ def collect_runs(paths: list[Path]) -> RunSet:
         sweep = Sweep(label=path.resolve().name, path=path)
         loaded = [load_run(p) for p in found]
         for run, name in zip(loaded, sweep_run_labels(loaded)):
-            report_run = ReportRun(run, f"{sweep.label}/{name}", len(runs), sweep=sweep.label)
+            # The sweep's name is only needed to tell members apart from other given directories.
+            label = name if len(paths) == 1 else f"{sweep.label}/{name}"
+            report_run = ReportRun(run, label, len(runs), sweep=sweep.label)
             runs.append(report_run)
             sweep.runs.append(report_run)
         sweeps.append(sweep)
@@ -133,6 +136,8 @@ def find_run_dirs(path: Path) -> list[Path]:
 def sweep_run_labels(runs: list[Run]) -> list[str]:
     """Short names for the runs of a sweep: the settings in which they differ (else dir names)."""
     varied = varied_settings([run.config for run in runs])
+    if all(run.config.get("data_seed") == run.config.get("seed") for run in runs) and "seed" in varied:
+        varied.remove("data_seed")  # sweeps set both seeds to the member's seed: name it once
     if not varied:
         return [run.path.name for run in runs]
     return [", ".join(f"{key}={format_value(run.config.get(key))}" for key in varied) for run in runs]

@@ -134,7 +134,8 @@ def plot_sweep(curves: list[SweepCurves]) -> Plot:
     axis = axes[0, 0]
     for index, c in enumerate(curves):
         for (group, network), points in sorted(c.points.items(), key=lambda item: (item[0][0], _network_order(c, item[0][1]))):
-            _draw_curve(axis, c, index, group, network, points, position, several=len(curves) > 1)
+            _draw_curve(axis, c, index, group, network, points, position, several=len(curves) > 1,
+                        lift=_network_order(c, network))
     key, metric = curves[0].x_key, curves[0].metric
     if numeric and _log_x(xs):
         axis.set_xscale("log")
@@ -167,7 +168,10 @@ def _network_order(curves: SweepCurves, network: str) -> int:
     return order.index(network) if network in order else len(order)
 
 
-def _draw_curve(axis, curves: SweepCurves, index: int, group: str, network: str, points: dict, position, *, several: bool) -> None:
+def _draw_curve(axis, curves: SweepCurves, index: int, group: str, network: str, points: dict, position, *,
+                several: bool, lift: int = 0) -> None:
+    """One network's errorbar curve, its "n=" labels (lifted per network so they do not overlap)
+    and crosses for settings where every replicate diverged."""
     xs = sorted(points, key=_sort_key)
     ok = [x for x in xs if points[x].values]
     label = network_label(network) + (f" [{group}]" if group else "") + (f" ({curves.sweep.label})" if several else "")
@@ -179,7 +183,7 @@ def _draw_curve(axis, curves: SweepCurves, index: int, group: str, network: str,
         if point.n > 1:
             text = f"n={len(point.values)}" + (f" (+{point.diverged} diverged)" if point.diverged else "")
             axis.annotate(text, (position[x], point.mean), textcoords="offset points",
-                          xytext=(4, 4), fontsize=6.5, color=style["color"])
+                          xytext=(4, 4 + 9 * lift), fontsize=6.5, color=style["color"])
     failed = [x for x in xs if not points[x].values and points[x].diverged]
     if failed:
         axis.plot([position[x] for x in failed], [0.0] * len(failed), linestyle="none", marker="x", markersize=9,
