@@ -23,6 +23,8 @@ from normlab.probes.base import (
 )
 from normlab.probes.distance import DistanceProbe
 from normlab.probes.gradients import GradientsProbe
+from normlab.probes.ics import ICSProbe
+from normlab.probes.landscape import BetaSmoothnessProbe, DivergenceProbe, LandscapeProbe, PredictivenessProbe
 
 _FACTORIES: dict[str, tuple[str, Callable[..., Probe]]] = {
     "activations": (
@@ -31,6 +33,14 @@ _FACTORIES: dict[str, tuple[str, Callable[..., Probe]]] = {
     ),
     "gradients": ("per-layer gradient mean/std/norm and histograms, one tracked parameter's gradient", GradientsProbe),
     "distance": ("per-layer distance of the weights from their initialization (S18 Lemma 4.5)", DistanceProbe),
+    "ics": ("per-layer gradient ICS ||G - G'|| and cos(G, G') after the real update of earlier layers (S18 Fig. 3)",
+            ICSProbe),
+    "landscape": ("loss L(theta - eta g) at K step sizes along the gradient, min-max band (S18 Fig. 4a)", LandscapeProbe),
+    "predictiveness": ("gradient change ||g(theta) - g(theta - eta g)|| at K step sizes (S18 Fig. 4b)",
+                       PredictivenessProbe),
+    "beta_smoothness": ("effective beta-smoothness max_eta ||g(theta) - g(theta - eta g)|| / ||eta g|| (S18 Fig. 4c)",
+                        BetaSmoothnessProbe),
+    "divergence": ("relative loss L(theta - eta g) / L(theta) on a log grid of step sizes (B18)", DivergenceProbe),
 }
 
 
@@ -60,9 +70,14 @@ __all__ = [
     "ActivationsProbe",
     "AnyOf",
     "AtSteps",
+    "BetaSmoothnessProbe",
     "DistanceProbe",
+    "DivergenceProbe",
     "Every",
     "GradientsProbe",
+    "ICSProbe",
+    "LandscapeProbe",
+    "PredictivenessProbe",
     "Probe",
     "ProbeContext",
     "Schedule",

@@ -1,0 +1,239 @@
+"""Gradient-based internal covariate shift (S18 Def. 2.1, Fig. 3).
+
+For weight layer ``i`` (``spec.weight_layer_names`` order, conv and dense alike), at step ``t``
+and on the step's own batch ``(x, y)``::
+
+    G_i  = grad_{W_i} L(W_1^t, ..., W_{i-1}^t,     W_i^t, ..., W_k^t)
+    G'_i = grad_{W_i} L(W_1^{t+1}, ..., W_{i-1}^{t+1}, W_i^t, ..., W_k^t)
+    l2_i     = ||G_i - G'_i||_2                       (kernel flattened; ideal 0)
+    cosine_i = <G_i, G'_i> / (||G_i|| ||G'_i||)       (ideal 1)
+
+``W^{t+1}`` is what the optimizer's *real* update makes of the earlier layers:
+``spec.tx.update(grads, opt_state, params)`` then ``optax.apply_updates`` (plain SGD gives
+``W - lr G``; momentum and Adam take their actual step from the current optimizer state), where
+``grads`` is the training gradient of the step (train mode, batch statistics), as in training.
+
+"Layer j's parameters" are its kernel plus every other ``nnx.Param`` that belongs to it: a
+parameter belongs to the weight layer whose module path shares the longest prefix with the
+parameter's path (``hidden.3.linear.bias`` and ``hidden.3.norm.scale`` belong to
+``hidden.3.linear``). A parameter with no unique such layer (e.g. a top-level ``bn0``) is held at
+its current value in ``G'``; ``meta`` lists which parameters move with which layer.
+
+Shapes: ``l2``, ``cosine``, ``grad_norm`` (||G_i||) and ``shifted_grad_norm`` (||G'_i||) are
+``(k,)`` for k weight layers; ``cosine_mean`` is the mean cosine over layers 2..k (layer 1 has no
+earlier layer, so ``G'_1 = G_1`` exactly: l2 0, cosine 1, and it is not recomputed).
+
+BN mode: "train" (default) evaluates both gradients with batch statistics (``G`` is then the
+training gradient itself, no extra pass); "eval" evaluates both with running averages (one extra
+forward+backward for ``G``). The update ``W^{t+1}`` is the real one either way. The BN running
+statistics (``state.rest``) are read, never advanced.
+
+Cost: one forward through the updated prefix shared by every layer (XLA's CSE merges the
+identical prefixes of the per-layer computations traced in one jit), plus for each layer i > 1
+the forward of the suffix from layer i and the backward down to W_i only -- about half a
+forward+backward per layer, against one full forward+backward per layer done naively. Compile
+once per run: the per-layer loop is unrolled in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from normlab.probes.base import ProbeContext, Schedule, check_bn_mode, every
+from normlab.train import NetworkSpec, NetworkState, loss_fn
+
+# ------------------------------------------------------------------------------ parameter paths
+
+
+def _plain_key(entry) -> object:
+    for attribute in ("key", "idx", "name"):
+        if hasattr(entry, attribute):
+            return getattr(entry, attribute)
+    return entry
+
+
+def flat_parameters(params) -> tuple[tuple[tuple, ...], list, object]:
+    """``(paths, leaves, treedef)`` of a parameter tree; paths as plain key tuples.
+
+    ``nnx.State`` key paths end in the Variable's ``value`` attribute; that entry is dropped so
+    a path reads like ``spec.kernel_paths`` (``("hidden", 0, "linear", "kernel")``).
+    """
+    with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
+    paths = []
+    for key_path, _leaf in with_paths:
+        keys = tuple(_plain_key(entry) for entry in key_path)
+        if keys and keys[-1] == "value" and isinstance(key_path[-1], jax.tree_util.GetAttrKey):
+            keys = keys[:-1]
+        paths.append(keys)
+    return tuple(paths), [leaf for _path, leaf in with_paths], treedef
+
+
+def _common_prefix(a: tuple, b: tuple) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def parameter_owners(paths: tuple[tuple, ...], kernel_paths: tuple[tuple, ...]) -> tuple[int | None, ...]:
+    """For each parameter path, the index of the weight layer it belongs to (or None).
+
+    A parameter belongs to layer j when its path shares a strictly longer prefix with layer j's
+    module path (kernel path minus ``"kernel"``) than with any other layer's; ties -> None.
+    """
+    modules = [path[:-1] for path in kernel_paths]
+    owners = []
+    for path in paths:
+        scores = [_common_prefix(path, module) for module in modules]
+        best = max(scores)
+        winners = [j for j, score in enumerate(scores) if score == best]
+        owners.append(winners[0] if best > 0 and len(winners) == 1 else None)
+    return tuple(owners)
+
+
+def layer_parameters(spec: NetworkSpec, params) -> dict[str, list[str]]:
+    """Which parameters move with which weight layer in ``G'`` (``"(held)"``: none, kept at W^t).
+
+    A check for a user's own model: ``layer_parameters(spec, state.params)``.
+    """
+    paths, _leaves, _treedef = flat_parameters(params)
+    groups: dict[str, list[str]] = {name: [] for name in spec.weight_layer_names}
+    groups["(held)"] = []
+    for path, owner in zip(paths, parameter_owners(paths, spec.kernel_paths)):
+        key = "(held)" if owner is None else spec.weight_layer_names[owner]
+        groups[key].append(".".join(str(p) for p in path))
+    return groups
+
+
+# ---------------------------------------------------------------------------------- pure maths
+
+
+def real_update(spec: NetworkSpec, state: NetworkState, grads):
+    """``W^{t+1}``: the optimizer's actual step from ``state`` with the training ``grads``.
+
+    Identical to what ``train_step`` computes, so inside the group step XLA computes it once.
+    """
+    updates, _new_opt_state = spec.tx.update(grads, state.opt_state, state.params)
+    return optax.apply_updates(state.params, updates)
+
+
+@partial(jax.jit, static_argnames="train")
+def _mode_loss(spec: NetworkSpec, params, rest, x, y, train: bool):
+    """The loss in one BN mode; the advanced running statistics are dropped (probes are pure).
+
+    Jitted on its own although it is always called inside a larger jit: JAX then traces the
+    model once per parameter shape and reuses that jaxpr for every variant (layer, step size),
+    instead of re-tracing the Python model each time. That keeps tracing linear in the number
+    of variants (flax's BN running-stat write inspects each tracer's origin, which costs time
+    proportional to the enclosing jaxpr: quadratic when every variant is traced inline).
+    """
+    loss, _aux = loss_fn(spec, params, rest, x, y, train=train)
+    return loss
+
+
+def kernel_gradient(spec: NetworkSpec, leaves: list, treedef, kernel_index: int, rest, x, y, train: bool):
+    """``grad_{leaves[kernel_index]} L`` with every other parameter held fixed.
+
+    Differentiating w.r.t. this one kernel only lets JAX drop the backward below the layer.
+    """
+
+    def loss_of_kernel(kernel):
+        mixed = list(leaves)
+        mixed[kernel_index] = kernel
+        return _mode_loss(spec, jax.tree_util.tree_unflatten(treedef, mixed), rest, x, y, train)
+
+    return jax.grad(loss_of_kernel)(leaves[kernel_index])
+
+
+def _cosine(a, b):
+    denominator = jnp.linalg.norm(a) * jnp.linalg.norm(b)
+    # A zero gradient has no direction: NaN, not a made-up 0 or 1.
+    return jnp.where(denominator > 0, jnp.vdot(a, b) / jnp.where(denominator > 0, denominator, 1.0), jnp.nan)
+
+
+def measure_ics(spec: NetworkSpec, state: NetworkState, x, y, grads, *, bn_mode: str = "train") -> dict:
+    """The ICS arrays of one network at one step (see the module docstring for the formulas).
+
+    ``grads``: the training gradient at ``state.params`` (train mode), used for the real update
+    and, in train mode, as ``G``. Returns ``l2``, ``cosine``, ``grad_norm``,
+    ``shifted_grad_norm`` (each ``(k,)``) and ``cosine_mean`` (scalar).
+    """
+    train = bn_mode == "train"
+    paths, current, treedef = flat_parameters(state.params)
+    index_of = {path: n for n, path in enumerate(paths)}
+    kernel_indices = [index_of[tuple(path)] for path in spec.kernel_paths]
+    owners = parameter_owners(paths, spec.kernel_paths)
+    _, updated, _ = flat_parameters(real_update(spec, state, grads))
+
+    if train:
+        reference = grads
+    else:
+        reference = jax.grad(_mode_loss, argnums=1)(spec, state.params, state.rest, x, y, False)
+    _, reference_leaves, _ = flat_parameters(reference)
+
+    l2, cosine, norms, shifted_norms = [], [], [], []
+    for i, kernel_index in enumerate(kernel_indices):
+        g = reference_leaves[kernel_index]
+        if i == 0:
+            g_shifted = g  # nothing precedes the first layer: G'_1 = G_1 exactly
+        else:
+            # Earlier layers (owner < i) take their real step; layer i and later stay at W^t. The
+            # prefix computations are identical across i, so XLA shares them (one jit, unrolled).
+            mixed = [u if owner is not None and owner < i else c for u, c, owner in zip(updated, current, owners)]
+            g_shifted = kernel_gradient(spec, mixed, treedef, kernel_index, state.rest, x, y, train)
+        difference = (g - g_shifted).reshape(-1)
+        l2.append(jnp.linalg.norm(difference))
+        cosine.append(_cosine(g.reshape(-1), g_shifted.reshape(-1)))
+        norms.append(jnp.linalg.norm(g))
+        shifted_norms.append(jnp.linalg.norm(g_shifted))
+    cosine = jnp.stack(cosine)
+    return {
+        "l2": jnp.stack(l2),
+        "cosine": cosine,
+        "grad_norm": jnp.stack(norms),
+        "shifted_grad_norm": jnp.stack(shifted_norms),
+        "cosine_mean": jnp.mean(cosine[1:]) if len(kernel_indices) > 1 else cosine[0],
+    }
+
+
+# ----------------------------------------------------------------------------------- the probe
+
+
+@dataclass(frozen=True)
+class ICSProbe:
+    """S18's gradient-based internal covariate shift per weight layer (S18 Def. 2.1, Fig. 3)."""
+
+    schedule: Schedule = field(default_factory=lambda: every(100))
+    bn_mode: str = "train"
+    name: str = "ics"
+
+    def __post_init__(self):
+        check_bn_mode(self.bn_mode)
+
+    def meta(self, spec: NetworkSpec) -> dict:
+        return {
+            "available": True,
+            "bn_mode": self.bn_mode,
+            "layers": list(spec.weight_layer_names),
+            "keys": {"l2": "(layers,)", "cosine": "(layers,)", "grad_norm": "(layers,)",
+                     "shifted_grad_norm": "(layers,)", "cosine_mean": "()"},
+            "formula": "G_i = dL/dW_i at W^t; G'_i = dL/dW_i at (W_<i^{t+1}, W_>=i^t) with W^{t+1} the "
+                       "optimizer's real update; l2 = ||G_i - G'_i||_2, cosine = <G_i,G'_i>/(|G_i||G'_i|)",
+            "update": "optax tx.update(training grads, opt_state, params), applied to the parameters of "
+                      "the earlier layers",
+            "layer_parameters": "a parameter moves with the weight layer whose module path shares the longest "
+                                "prefix with its path (bias, following norm); ties are held at W^t",
+            "paper": "S18 Def. 2.1, Fig. 3",
+            "headline": "cosine_mean",
+        }
+
+    def measure(self, ctx: ProbeContext) -> dict:
+        return measure_ics(ctx.spec, ctx.state, ctx.x, ctx.y, ctx.grads, bn_mode=self.bn_mode)
+

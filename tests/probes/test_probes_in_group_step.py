@@ -1,0 +1,66 @@
+"""The Santurkar probes inside the runner's compiled group step, on normlab's own models.
+
+Probes must not change training: the group step with probes returns the same new states
+(parameters, BN running statistics, optimizer state) as without, and its outputs are finite,
+fixed-shape arrays under each probe's name.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from normlab.experiments.runner import make_group_step
+from normlab.models import build_model
+from normlab.probes import make_probe
+from normlab.train import make_network, make_optimizer
+
+NAMES = ("ics", "landscape", "predictiveness", "beta_smoothness", "divergence")
+
+
+def _group(model: str, optimizer: str):
+    if model == "mlp":
+        options, data = dict(input_shape=(6, 6, 1), num_classes=10, width=0.125), "classification"
+    else:
+        options, data = dict(input_shape=(10,), num_classes=0, depth=4), "regression"
+    specs, states = [], []
+    for norm in ("none", "batch"):
+        network = build_model(model, norm=norm, rngs=nnx.Rngs(params=0, noise=1, dropout=2), **options)
+        tx, schedule = make_optimizer(optimizer, 0.05 if model == "mlp" else 1e-3, total_steps=100)
+        spec, state = make_network(norm, network, tx, schedule, task=network.task)
+        specs.append(spec)
+        states.append(state)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(16,) + options["input_shape"]), jnp.float32)
+    if data == "regression":
+        y = jnp.asarray(rng.normal(size=(16, 10)), jnp.float32)
+    else:
+        y = jnp.asarray(rng.integers(0, 10, 16), jnp.int32)
+    return tuple(specs), tuple(states), x, y
+
+
+@pytest.mark.parametrize("model,optimizer", [("mlp", "momentum"), ("dln", "sgd")])
+def test_probes_in_the_group_step_leave_training_unchanged(model, optimizer):
+    specs, states, x, y = _group(model, optimizer)
+    init = tuple(state.params for state in states)
+    probes = tuple(make_probe(name) for name in NAMES)
+    plain, probed = make_group_step(specs, ()), make_group_step(specs, probes)
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731 (the group step donates its states)
+    for step in range(2):  # the second step has a momentum buffer and advanced running statistics
+        expected, metrics, _ = plain(copy(states), x, y, jnp.int32(step), init)
+        got, probed_metrics, outputs = probed(copy(states), x, y, jnp.int32(step), init)
+        for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(probed_metrics, metrics, rtol=1e-6)
+        for spec, per_network in zip(specs, outputs):
+            assert set(per_network) == set(NAMES)
+            for probe in probes:
+                arrays = per_network[probe.name]
+                assert probe.meta(spec)["headline"] in arrays
+                for key, value in arrays.items():
+                    assert np.all(np.isfinite(np.asarray(value))), (spec.name, probe.name, key)
+            assert per_network["ics"]["l2"].shape == (len(spec.kernel_paths),)
+        states = expected
