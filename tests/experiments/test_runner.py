@@ -137,3 +137,28 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
             assert left.keys() == right.keys()
             for key in left:
                 np.testing.assert_array_equal(left[key], right[key], err_msg=f"{probe}/{network}/{key}")
+
+
+def test_checkpoints_round_trip_noise_rng_state(tmp_path):
+    """A noisy-BN network keeps typed PRNG keys in its state; a checkpoint must carry them."""
+    from normlab.store import RunStore
+
+    config = tiny_config("networks=none,noisy")
+    dataset = load_dataset("synthetic")
+    specs, states = runner.build_group(config, dataset)
+    step_fn = runner.make_group_step(specs, ())
+    x, y = jax.numpy.asarray(dataset.x_train[:32]), jax.numpy.asarray(dataset.y_train[:32])
+    for i in range(2):  # move the weights and the noise rng counter away from their initial values
+        states, _, _ = step_fn(states, x, y, jax.numpy.asarray(i), runner._copy_params(states))
+    store = RunStore.create(tmp_path / "run", config={}, provenance={}, metric_columns=runner.METRIC_COLUMNS)
+    store.save_checkpoint(3, states, extra={"diverged": {}})
+    step, restored = store.restore_checkpoint(runner.build_group(config, dataset)[1])
+    restored = jax.tree.map(jax.numpy.asarray, restored)
+    assert step == 3
+    fresh = runner.build_group(config, dataset)[1]
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(fresh[1].rest), jax.tree.leaves(restored[1].rest))
+               if not jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)), "the noise counter should have moved"
+    for a, b in zip(jax.tree.leaves(states), jax.tree.leaves(restored)):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(a, b)

@@ -24,6 +24,7 @@ from flax import nnx
 from normlab.data import BatchIterator, Dataset, augment_cifar, load_dataset
 from normlab.errors import NormlabError
 from normlab.experiments.config import Config, from_dict, to_dict
+from normlab.experiments.presets import PRESETS
 from normlab.models import build_model
 from normlab.norms import norm_options as accepted_norm_options
 from normlab.probes import ProbeContext, active_probes, every, make_probe
@@ -105,6 +106,11 @@ def build_group(config: Config, dataset: Dataset) -> tuple[tuple[NetworkSpec, ..
         specs.append(spec)
         states.append(state)
     return tuple(specs), tuple(states)
+
+
+def parameter_count(state: NetworkState) -> int:
+    """Trainable parameters (``nnx.Param`` entries) of a network."""
+    return int(sum(np.size(leaf) for leaf in jax.tree.leaves(state.params)))
 
 
 def build_probes(config: Config) -> tuple:
@@ -196,21 +202,6 @@ def evaluate(group_eval, states, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         part = group_eval(states, xb, yb, mask)
         totals = part if totals is None else totals + part
     return np.asarray(totals) / n
-
-
-# -------------------------------------------------------------------------------- checkpoints
-
-
-def _flat_leaves(states) -> dict[str, np.ndarray]:
-    return {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(states))}
-
-
-def _unflatten_like(template, leaves: dict[str, np.ndarray]):
-    treedef = jax.tree.structure(template)
-    ordered = [jnp.asarray(leaves[key]) for key in sorted(leaves)]
-    if len(ordered) != treedef.num_leaves:
-        raise NormlabError("checkpoint does not match this run's networks; it cannot be resumed")
-    return jax.tree.unflatten(treedef, ordered)
 
 
 # ------------------------------------------------------------------------------------ the loop
@@ -312,6 +303,11 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
     )
     for probe in probes:
         store.set_probe_meta(probe.name, {"networks": {spec.name: probe.meta(spec) for spec in specs}})
+    store.update_info(
+        preset_defaults=to_dict(PRESETS[config.preset].config) if config.preset in PRESETS else None,
+        param_counts={spec.name: parameter_count(state) for spec, state in zip(specs, states)},
+        total_steps=total_steps(config, dataset),
+    )
     return _train(config, dataset, specs, states, _copy_params(states), probes, store, start=0, quiet=quiet)
 
 
@@ -328,8 +324,8 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     store = RunStore.open(path)
     start, diverged = 0, {}
     if store.latest_checkpoint_step() is not None:
-        start, leaves = store.restore_checkpoint(_flat_leaves(states))
-        states = _unflatten_like(states, leaves)
+        start, restored = store.restore_checkpoint(states)
+        states = jax.tree.map(jnp.asarray, restored)
         diverged = dict(store.checkpoint_extra(start).get("diverged", {}))
     # Rows of step `start` on are measured again, identically; the checkpoint itself stays.
     store.truncate_after(start - 1, keep_checkpoints=True)
@@ -404,7 +400,7 @@ def _train(config, dataset, specs, states, init_params, probes, store, *, start:
 
     def save(s):
         store.flush()
-        store.save_checkpoint(s, _flat_leaves(states), extra={"diverged": diverged})
+        store.save_checkpoint(s, states, extra={"diverged": diverged})
 
     started = time.perf_counter()
     try:
