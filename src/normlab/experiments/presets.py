@@ -29,7 +29,7 @@ def _preset(name: str, description: str, **settings) -> Preset:
 _PRESETS = [
     _preset(
         "quickstart",
-        "Part 1 study on the embedded digits data: mlp with and without BN, Adam 1e-3, ~30 s on 2 CPU cores",
+        "Part 1 study on the embedded digits data: mlp with and without BN, Adam 1e-3, 15 epochs, well under a minute on 2 CPU cores",
         dataset="digits",
         model="mlp",
         optimizer="adam",
@@ -132,6 +132,55 @@ _PRESETS = [
         probes=("ics", "landscape", "predictiveness", "beta_smoothness", "distance"),
         landscape_range=(0.01, 30.0),
         landscape_spacing="log",
+    ),
+]
+
+_PRESETS += [
+    _preset(
+        "santurkar_noisy",
+        "S18 Fig. 2/8: vgg on CIFAR-10 without norm, with BN and with noisy BN (S18 Alg. 1), SGD lr 0.1, "
+        "batch 128, 15,000 steps; activation moments for the drift figure (CPU: --set width=0.125 steps=300)",
+        dataset="cifar10",
+        model="vgg",
+        networks=("none", "batch", "noisy"),
+        optimizer="sgd",
+        lr=0.1,
+        batch_size=128,
+        steps=15_000,
+        eval_every=500,
+        probe_every=100,
+        log_every=50,
+        probes=("activations", "distance"),
+    ),
+    _preset(
+        "santurkar_lp",
+        "S18 Fig. 5/6: vgg on CIFAR-10 with BN and l1, l2, linf normalization, SGD lr 0.1, batch 128, "
+        "15,000 steps (CPU: --set width=0.125 steps=300)",
+        dataset="cifar10",
+        model="vgg",
+        networks=("batch", "l1", "l2", "linf"),
+        optimizer="sgd",
+        lr=0.1,
+        batch_size=128,
+        steps=15_000,
+        eval_every=500,
+        probe_every=100,
+        log_every=50,
+        probes=("activations", "landscape", "predictiveness", "beta_smoothness"),
+    ),
+    _preset(
+        "d2l_variants",
+        "d2l exercises 4-5: BNLeNet on Fashion-MNIST with BN, mean-only, variance-only and no-affine "
+        "normalization against no norm, SGD lr 0.1, batch 128, 10 epochs",
+        dataset="fashion_mnist",
+        model="lenet",
+        networks=("none", "batch", "mean_only", "var_only", "no_affine"),
+        optimizer="sgd",
+        lr=0.1,
+        batch_size=128,
+        epochs=10,
+        probe_every=235,
+        log_every=47,
     ),
 ]
 
