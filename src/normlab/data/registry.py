@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable
@@ -19,6 +20,8 @@ DATASETS: dict[str, str] = {
     "fashion_mnist": "Fashion-MNIST clothing, 28x28x1, 60000 train / 10000 test (downloaded)",
     "cifar10": "CIFAR-10 colour images, 32x32x3, 50000 train / 10000 test (downloaded)",
     "synthetic": "tiny generated classification images (noisy class prototypes), for tests",
+    "synthetic_cifar": "generated 32x32x3 class-prototype images shaped like CIFAR-10, for smoke runs of "
+    "the VGG presets without a download",
     "dln_gaussian": "deep-linear-network regression: x ~ N(0, I), y = A x, A Gaussian 10x10",
 }
 
@@ -28,6 +31,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "fashion_mnist": load_fashion_mnist,
     "cifar10": load_cifar10,
     "synthetic": load_synthetic,
+    "synthetic_cifar": functools.partial(load_synthetic, num_train=2048, num_test=512, image_size=32, channels=3),
     "dln_gaussian": load_dln_gaussian,
 }
 

@@ -58,7 +58,8 @@ def probe_lines(run) -> list[str]:
                 headline.append(f"{network} {value}")
         text = f"  {name}: {len(steps)} measurements, steps {int(steps[0])}..{int(steps[-1])}, BN mode {bn_mode}"
         if headline:
-            text += "; " + _HEADLINES.get(name, ("final", None))[0] + ": " + ", ".join(headline)
+            label = _HEADLINES[name][0] if name in _HEADLINES else _generic_label(per_network_meta)
+            text += f"; {label}: " + ", ".join(headline)
         lines.append(text)
     return lines
 
@@ -81,6 +82,11 @@ _HEADLINES = {
     "gradients": ("spread (std over steps) of the tracked parameter's gradient", _tracked_gradient_spread),
     "distance": ("distance of all weights from init at the end", _final_total_distance),
 }
+
+
+def _generic_label(per_network_meta: dict) -> str:
+    key = next((m.get("headline") for m in per_network_meta.values() if m.get("headline")), None)
+    return f"{key} at the last measurement (mean over layers/points)" if key else "final"
 
 
 def _headline(name, arrays, meta):
