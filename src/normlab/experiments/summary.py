@@ -86,7 +86,7 @@ _HEADLINES = {
 
 def _generic_label(per_network_meta: dict) -> str:
     key = next((m.get("headline") for m in per_network_meta.values() if m.get("headline")), None)
-    return f"{key} at the last measurement (mean over layers/points)" if key else "final"
+    return f"median over the run of {key} (mean over layers/points)" if key else "final"
 
 
 def _headline(name, arrays, meta):
@@ -94,7 +94,10 @@ def _headline(name, arrays, meta):
         return _HEADLINES[name][1](arrays, meta)
     key = meta.get("headline")
     if key and key in arrays:
-        return _fmt(float(np.nanmean(arrays[key][-1])))
+        # The median over the run: single measurements of landscape-type probes fluctuate a lot.
+        values = np.asarray(arrays[key], dtype=np.float64)
+        per_step = values.reshape(len(values), -1).mean(axis=1)
+        return _fmt(float(np.nanmedian(per_step)))
     return None
 
 
