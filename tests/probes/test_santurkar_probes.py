@@ -134,6 +134,11 @@ def test_the_batching_layouts_agree(batching):
     auto = jax.jit(PredictivenessProbe(points=3).measure)(ctx)
     other = jax.jit(PredictivenessProbe(points=3, batching=batching).measure)(ctx)
     np.testing.assert_allclose(other["distance"], auto["distance"], rtol=1e-9)
+    if batching == "map":
+        unrolled = jax.jit(ICSProbe().measure)(ctx)
+        mapped = jax.jit(ICSProbe(strategy="map").measure)(ctx)
+        np.testing.assert_allclose(mapped["l2"], unrolled["l2"], rtol=1e-9)
+        np.testing.assert_allclose(mapped["cosine"], unrolled["cosine"], rtol=1e-9)
 
 
 def test_landscape_and_predictiveness_have_exact_formulas_on_least_squares():
