@@ -16,7 +16,7 @@ Each probe alone is also timed, in training steps (a jitted ``train_step`` of th
 returning its whole new state).
 
 Part 2 -- paired training (baseline + BN twin in one compiled group step, the runner's
-``make_group_step``) with the santurkar bundle (``presets.SANTURKAR_PROBES``) every 16 steps
+``make_group_step``) with a probe bundle (``normlab.probes.BUNDLES``: standard, full) every 16 steps
 against the same training with no probes: blocks of 16 steps, the first of each with probes.
 From the probe step's extra cost it also prints the probe interval at which the overhead would
 be 15%.
@@ -43,10 +43,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from normlab.experiments.presets import SANTURKAR_PROBES
 from normlab.experiments.runner import make_group_step
 from normlab.models import build_model
-from normlab.probes import ProbeContext, make_probe
+from normlab.probes import BUNDLES, ProbeContext, make_probe
 from normlab.probes.ics import flat_parameters, parameter_owners, real_update
 from normlab.train import gradient, make_network, make_optimizer, state_at, train_step
 
@@ -238,7 +237,7 @@ def bench_bundle(name: str, reps: int, vgg_batch: int) -> dict:
 # -------------------------------------------------------------------- paired training overhead
 
 
-def bench_training(name: str, blocks: int, vgg_batch: int, every: int = 16) -> dict:
+def bench_training(name: str, blocks: int, vgg_batch: int, bundle: tuple[str, ...], every: int = 16) -> dict:
     options, size, lr = setting(name, vgg_batch)
     specs, states = [], []
     for norm in ("none", "batch"):
@@ -248,7 +247,7 @@ def bench_training(name: str, blocks: int, vgg_batch: int, every: int = 16) -> d
     # The group step donates its states: the initial parameters it reads must be separate copies.
     specs, init = tuple(specs), jax.tree.map(jnp.copy, tuple(s.params for s in states))
     x, y = batch(options, size, name == "dln")
-    probes = tuple(make_probe(probe) for probe in SANTURKAR_PROBES)
+    probes = tuple(make_probe(probe) for probe in bundle)
     plain, probed = make_group_step(specs, ()), make_group_step(specs, probes)
     states = {"plain": tuple(states), "probed": jax.tree.map(jnp.copy, tuple(states))}
     compile_seconds = {}
@@ -287,6 +286,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--vgg-batch", type=int, default=128)
+    parser.add_argument("--bundles", default="standard,full", help="probe bundles for the training overhead")
     args = parser.parse_args()
     models = args.models.split(",")
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, {args.reps} interleaved repeats, medians")
@@ -309,17 +309,19 @@ def main() -> None:
     print(f"{'model':<6}" + "".join(f"{probe:>16}" for probe in BUNDLE[:3]))
     for name, costs in singles:
         print(f"{name:<6}" + "".join(f"{costs[probe]:>16.2f}" for probe in BUNDLE[:3]))
-    print("\nPaired training (none + batch, one group step), santurkar bundle "
-          f"{'+'.join(SANTURKAR_PROBES)} every 16 steps vs no probes:")
-    header = (f"{'model':<6}{'16 steps plain s':>18}{'with probes s':>15}{'overhead':>10}{'probe step (steps)':>20}"
-              f"{'15% at every':>14}{'compile s':>11}")
-    print(header)
-    print("-" * len(header))
-    for name in models:
-        r = bench_training(name, args.blocks, args.vgg_batch)
-        print(f"{name:<6}{r['median']['plain']:>18.3f}{r['median']['probed']:>15.3f}{100 * r['overhead']:>9.1f}%"
-              f"{r['probe_step_in_steps']:>20.1f}{math.ceil(r['interval_for_15_percent']):>14d}"
-              f"{r['compile']['probed']:>11.1f}", flush=True)
+    for bundle_name in args.bundles.split(","):
+        bundle = BUNDLES[bundle_name]
+        print(f"\nPaired training (none + batch, one group step), the {bundle_name!r} bundle "
+              f"({'+'.join(bundle)}) every 16 steps vs no probes:")
+        header = (f"{'model':<6}{'16 steps plain s':>18}{'with probes s':>15}{'overhead':>10}"
+                  f"{'probe step (steps)':>20}{'15% at every':>14}{'compile s':>11}")
+        print(header)
+        print("-" * len(header))
+        for name in models:
+            r = bench_training(name, args.blocks, args.vgg_batch, bundle)
+            print(f"{name:<6}{r['median']['plain']:>18.3f}{r['median']['probed']:>15.3f}{100 * r['overhead']:>9.1f}%"
+                  f"{r['probe_step_in_steps']:>20.1f}{math.ceil(r['interval_for_15_percent']):>14d}"
+                  f"{r['compile']['probed']:>11.1f}", flush=True)
     print("probe step (steps): the probe step's extra cost in plain paired steps; 15% at every: the probe "
           "interval at which that extra cost is 15% of training")
 

@@ -55,7 +55,7 @@ class Config:
     log_every: int = 50  # steps between reading metrics back from the device
     checkpoint_every: int = 0  # steps between checkpoints; 0 = at every evaluation
     # --- probes
-    probes: tuple[str, ...] = ("activations", "gradients", "distance")
+    probes: tuple[str, ...] = ("activations", "gradients", "distance")  # names or bundles: cheap, standard, full
     probe_every: int = 50  # steps between probe measurements (and step 0)
     probe_bn_mode: str = "train"  # "train" (batch statistics) or "eval" (running averages)
     hist_bins: int = 60
@@ -67,6 +67,11 @@ class Config:
     landscape_points: int = 8  # step sizes of the landscape/predictiveness probes
     landscape_range: tuple[float, ...] = (0.5, 4.0)  # step sizes as multiples of lr
     landscape_spacing: str = "linear"  # or "log"
+    landscape_batching: str = "auto"  # step sizes: "auto", "unrolled", "map" or "vmap" (never vmap conv nets on CPU)
+    ics_strategy: str = "unrolled"  # "unrolled" (fastest) or "map" (compile time independent of depth)
+    divergence_steps: tuple[int, ...] = (0, 1, 2, 3, 4)  # B18: the first few mini-batches
+    divergence_range: tuple[float, ...] = (1e-5, 1e-1)  # absolute step sizes, log grid
+    divergence_points: int = 9
     # --- output
     report: bool = True  # write figures and report.html at the end of the run
 
@@ -160,9 +165,11 @@ _CHOICES = {
     "lr_schedule": ("constant", "cosine", "step", "warmup_cosine"),
     "probe_bn_mode": ("train", "eval"),
     "landscape_spacing": ("linear", "log"),
+    "landscape_batching": ("auto", "unrolled", "map", "vmap"),
+    "ics_strategy": ("unrolled", "map"),
 }
 
-_POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points")
+_POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points", "divergence_points")
 _NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_every", "train_eval_size")
 
 
@@ -191,6 +198,10 @@ def validate(config: Config) -> Config:
     if len(config.landscape_range) != 2 or not 0 < config.landscape_range[0] < config.landscape_range[1]:
         raise NormlabError(
             f"setting 'landscape_range' expects two numbers 0 < low < high; got {config.landscape_range}"
+        )
+    if len(config.divergence_range) != 2 or not 0 < config.divergence_range[0] < config.divergence_range[1]:
+        raise NormlabError(
+            f"setting 'divergence_range' expects two numbers 0 < low < high; got {config.divergence_range}"
         )
     return config
 

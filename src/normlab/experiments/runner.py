@@ -27,7 +27,7 @@ from normlab.experiments.config import Config, from_dict, to_dict
 from normlab.experiments.presets import PRESETS
 from normlab.models import build_model
 from normlab.norms import norm_options as accepted_norm_options
-from normlab.probes import ProbeContext, active_probes, every, make_probe
+from normlab.probes import ProbeContext, active_probes, at_steps, every, expand_bundles, make_probe
 from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
 from normlab.train.compile_time import CompileTimer
 from normlab.train import NetworkSpec, NetworkState, evaluate_batch, make_network, make_optimizer, train_step
@@ -114,8 +114,20 @@ def parameter_count(state: NetworkState) -> int:
 
 
 def build_probes(config: Config) -> tuple:
-    """The probe bundle of ``config``: every probe on ``every(probe_every)``."""
+    """The probe bundle of ``config``: each probe on ``every(probe_every)``, divergence (B18) at
+    ``divergence_steps``. Bundle names (cheap, standard, full) expand to their members."""
     schedule = every(config.probe_every)
+    # landscape, predictiveness and beta_smoothness get one options dict: the same step-size grid
+    # is what lets them share a single gradient walk inside the compiled step.
+    landscape = dict(
+        points=config.landscape_points,
+        low=config.landscape_range[0],
+        high=config.landscape_range[1],
+        spacing=config.landscape_spacing,
+        batching=config.landscape_batching,
+        bn_mode=config.probe_bn_mode,
+        schedule=schedule,
+    )
     options_by_name = {
         "activations": dict(
             bins=config.hist_bins,
@@ -123,23 +135,27 @@ def build_probes(config: Config) -> tuple:
             tracked_layer=config.tracked_layer,
             tracked_unit=config.tracked_unit,
             bn_mode=config.probe_bn_mode,
+            schedule=schedule,
         ),
-        "gradients": dict(tracked_layer=config.tracked_param_layer, tracked_index=config.tracked_param_index),
-        "distance": {},
+        "gradients": dict(tracked_layer=config.tracked_param_layer, tracked_index=config.tracked_param_index,
+                          schedule=schedule),
+        "distance": dict(schedule=schedule),
+        "ics": dict(bn_mode=config.probe_bn_mode, strategy=config.ics_strategy, schedule=schedule),
+        "landscape": landscape,
+        "predictiveness": landscape,
+        "beta_smoothness": landscape,
+        "divergence": dict(
+            schedule=at_steps(*config.divergence_steps),
+            points=config.divergence_points,
+            low=config.divergence_range[0],
+            high=config.divergence_range[1],
+            spacing="log",
+            bn_mode=config.probe_bn_mode,
+        ),
     }
-    landscape = dict(
-        points=config.landscape_points,
-        low=config.landscape_range[0],
-        high=config.landscape_range[1],
-        spacing=config.landscape_spacing,
-        bn_mode=config.probe_bn_mode,
-    )
     probes = []
-    for name in config.probes:
-        options = options_by_name.get(name)
-        if options is None:
-            options = landscape if name in ("landscape", "predictiveness", "beta_smoothness") else {"bn_mode": config.probe_bn_mode}
-        probes.append(make_probe(name, schedule=schedule, **options))
+    for name in expand_bundles(config.probes):
+        probes.append(make_probe(name, **options_by_name.get(name, {"schedule": schedule})))
     return tuple(probes)
 
 

@@ -44,6 +44,28 @@ _FACTORIES: dict[str, tuple[str, Callable[..., Probe]]] = {
 }
 
 
+# Bundles by cost (cockpit's economy / business / full): what a probe step adds to a training step.
+BUNDLES: dict[str, tuple[str, ...]] = {
+    # reductions of what the training step computes anyway: a few percent of a step
+    "cheap": ("activations", "gradients", "distance"),
+    # plus one gradient per weight layer (ICS, prefix shared) and K forward passes (landscape)
+    "standard": ("activations", "gradients", "distance", "ics", "landscape"),
+    # plus K gradient evaluations along the gradient (predictiveness and beta share them)
+    "full": ("activations", "gradients", "distance", "ics", "landscape", "predictiveness", "beta_smoothness"),
+}
+
+
+def expand_bundles(names) -> tuple[str, ...]:
+    """Probe names with bundle names replaced by their members (order kept, no repeats)."""
+    expanded: list[str] = []
+    for name in names:
+        check_name("probe or bundle", name, [*_FACTORIES, *BUNDLES])
+        for member in BUNDLES.get(name, (name,)):
+            if member not in expanded:
+                expanded.append(member)
+    return tuple(expanded)
+
+
 def register_probe(name: str, description: str, factory: Callable[..., Probe]) -> None:
     """Add a probe to the registry (used by the probe modules themselves)."""
     _FACTORIES[name] = (description, factory)
@@ -67,6 +89,8 @@ def make_probe(name: str, **options) -> Probe:
 
 
 __all__ = [
+    "BUNDLES",
+    "expand_bundles",
     "ActivationsProbe",
     "AnyOf",
     "AtSteps",
