@@ -162,25 +162,24 @@ def gradient(spec: NetworkSpec, params, rest, x, y, *, train: bool = True):
     return loss, grads
 
 
-def _keep_if(flag: Array, new, old):
-    return jax.tree.map(lambda n, o: jnp.where(flag, n, o), new, old)
-
-
 def train_step(spec: NetworkSpec, state: NetworkState, x: Array, y: Array) -> tuple[NetworkState, StepOutputs]:
     """One optimizer step on batch ``(x, y)`` in train mode (batch statistics).
 
-    The update is applied only while the network is alive and the loss is finite.
+    The parameters change only while the network is alive and the loss is finite.
     """
     (loss, (accuracy, new_rest, activations)), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
         spec, state.params, state.rest, x, y
     )
-    updates, new_opt_state = spec.tx.update(grads, state.opt_state, state.params)
-    new_params = optax.apply_updates(state.params, updates)
     alive = jnp.logical_and(state.alive, jnp.isfinite(loss))
+    updates, new_opt_state = spec.tx.update(grads, state.opt_state, state.params)
+    # Only the parameter update is masked: the select fuses into the update's addition (masking
+    # the whole state cost ~15% of a small MLP step). A dead network's optimizer state and running
+    # statistics may fill with NaN; nothing reads them again, and its weights stay as they were.
+    updates = jax.tree.map(lambda update: jnp.where(alive, update, jnp.zeros_like(update)), updates)
     new_state = NetworkState(
-        params=_keep_if(alive, new_params, state.params),
-        rest=_keep_if(alive, new_rest, state.rest),
-        opt_state=_keep_if(alive, new_opt_state, state.opt_state),
+        params=optax.apply_updates(state.params, updates),
+        rest=new_rest,
+        opt_state=new_opt_state,
         alive=alive,
     )
     nan = jnp.asarray(jnp.nan, dtype=loss.dtype)
