@@ -47,3 +47,18 @@ def test_unknown_preset_lists_the_valid_names():
     with pytest.raises(UnknownNameError) as error:
         get_preset("part3")
     assert "quickstart" in str(error.value) and "part1" in str(error.value)
+
+
+def test_probe_bundles_expand_and_divergence_gets_its_own_schedule():
+    from normlab.errors import UnknownNameError
+    from normlab.experiments.runner import build_probes
+
+    config = apply_overrides(default_config(), ["probes=standard,divergence,activations", "probe_every=7",
+                                                "divergence_steps=0,2"])
+    probes = build_probes(config)
+    assert [p.name for p in probes] == ["activations", "gradients", "distance", "ics", "landscape", "divergence"]
+    schedules = {p.name: p.schedule for p in probes}
+    assert schedules["ics"](14) and not schedules["ics"](2)
+    assert schedules["divergence"](2) and not schedules["divergence"](14)
+    with pytest.raises(UnknownNameError, match="standard"):
+        build_probes(apply_overrides(default_config(), ["probes=activations,everything"]))
