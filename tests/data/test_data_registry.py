@@ -9,13 +9,13 @@ from normlab.data import DATASETS, NORMALIZATIONS, Dataset, dataset_names, datas
 from normlab.data import load_dataset
 from normlab.errors import NormlabError, UnknownNameError
 
-OFFLINE = ["digits", "synthetic", "dln_gaussian"]
+OFFLINE = ["digits", "synthetic", "synthetic_cifar", "dln_gaussian"]
 
 
 def test_registry_lists_every_dataset_with_a_one_line_description():
     assert dataset_names() == tuple(DATASETS)
     assert set(dataset_names()) == {
-        "digits", "mnist", "fashion_mnist", "cifar10", "synthetic", "dln_gaussian"
+        "digits", "mnist", "fashion_mnist", "cifar10", "synthetic", "synthetic_cifar", "dln_gaussian"
     }
     assert all(text and "\n" not in text for text in DATASETS.values())
 
@@ -149,3 +149,9 @@ def test_dln_gaussian_options_and_seed():
     assert not np.array_equal(
         small.x_train, load_dataset("dln_gaussian", num_examples=50, dim=3, seed=8).x_train
     )
+
+
+def test_synthetic_cifar_is_shaped_like_cifar10():
+    data = load_dataset("synthetic_cifar")
+    assert data.input_shape == (32, 32, 3) and data.num_classes == 10
+    assert data.x_train.shape == (2048, 32, 32, 3) and data.x_test.shape == (512, 32, 32, 3)
