@@ -15,6 +15,20 @@ PART1_PROBES = ("activations", "gradients", "distance")
 SANTURKAR_PROBES = ("ics", "landscape", "predictiveness", "beta_smoothness", "activations", "distance")
 
 
+# S18's VGG setting (Fig. 1-6): CIFAR-10 without augmentation, SGD lr 0.1, batch 128, 15k steps.
+S18_VGG = dict(
+    dataset="cifar10",
+    model="vgg",
+    optimizer="sgd",
+    lr=0.1,
+    batch_size=128,
+    steps=15_000,
+    eval_every=500,
+    probe_every=100,
+    log_every=50,
+)
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -105,15 +119,7 @@ _PRESETS = [
         "santurkar_vgg",
         "S18 Fig. 3/4: vgg on CIFAR-10, no augmentation, batch 128, SGD lr 0.1, 15,000 steps, the "
         "Santurkar probes (GPU-sized; on CPU: --set width=0.125 steps=200)",
-        dataset="cifar10",
-        model="vgg",
-        optimizer="sgd",
-        lr=0.1,
-        batch_size=128,
-        steps=15_000,
-        eval_every=500,
-        probe_every=100,
-        log_every=50,
+        **S18_VGG,
         probes=SANTURKAR_PROBES,
     ),
     _preset(
@@ -140,32 +146,16 @@ _PRESETS += [
         "santurkar_noisy",
         "S18 Fig. 2/8: vgg on CIFAR-10 without norm, with BN and with noisy BN (S18 Alg. 1), SGD lr 0.1, "
         "batch 128, 15,000 steps; activation moments for the drift figure (CPU: --set width=0.125 steps=300)",
-        dataset="cifar10",
-        model="vgg",
+        **S18_VGG,
         networks=("none", "batch", "noisy"),
-        optimizer="sgd",
-        lr=0.1,
-        batch_size=128,
-        steps=15_000,
-        eval_every=500,
-        probe_every=100,
-        log_every=50,
         probes=("activations", "distance"),
     ),
     _preset(
         "santurkar_lp",
         "S18 Fig. 5/6: vgg on CIFAR-10 with BN and l1, l2, linf normalization, SGD lr 0.1, batch 128, "
         "15,000 steps (CPU: --set width=0.125 steps=300)",
-        dataset="cifar10",
-        model="vgg",
+        **S18_VGG,
         networks=("batch", "l1", "l2", "linf"),
-        optimizer="sgd",
-        lr=0.1,
-        batch_size=128,
-        steps=15_000,
-        eval_every=500,
-        probe_every=100,
-        log_every=50,
         probes=("activations", "landscape", "predictiveness", "beta_smoothness"),
     ),
     _preset(
