@@ -114,3 +114,20 @@ def test_schedules_are_checked_in_python():
 def test_bad_bn_mode_is_refused():
     with pytest.raises(ValueError, match="bn_mode"):
         ActivationsProbe(bn_mode="running")
+
+
+def test_symmetric_log_histogram_matches_numpy_on_edges_zeros_and_tails():
+    from normlab.probes.gradients import symmetric_log_histogram
+
+    edges = gradient_edges()
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        rng.normal(size=5000) * 1e-3,
+        rng.standard_cauchy(size=5000) * 1e-2,  # heavy tails, some beyond the last edge
+        edges, -edges, edges * (1 + 1e-7), edges * (1 - 1e-7),  # on and next to every edge
+        [0.0, -0.0, 1e-12, -1e-12, 20.0, -20.0, np.nan],
+    ]).astype(np.float32)
+    counts = np.asarray(jax.jit(symmetric_log_histogram)(jnp.asarray(values)))
+    # NumPy on the same float32 edges the data can represent; NaN is not counted
+    expected = np.histogram(values[~np.isnan(values)], bins=edges.astype(np.float32))[0]
+    np.testing.assert_array_equal(counts, expected)
