@@ -15,6 +15,21 @@ PART1_PROBES = ("activations", "gradients", "distance")
 SANTURKAR_PROBES = ("ics", "landscape", "predictiveness", "beta_smoothness", "activations", "distance")
 
 
+# The seed notebook's Part 1 study (SCIENCE.md section 4); quickstart is its digits-sized twin.
+PART1 = dict(
+    dataset="mnist",
+    normalize="standardize_max1",
+    model="mlp",
+    optimizer="adam",
+    lr=1e-3,
+    batch_size=32,
+    epochs=20,
+    probe_every=375,
+    log_every=125,
+    hist_range=6.0,
+    train_eval_size=10000,
+)
+
 # S18's VGG setting (Fig. 1-6): CIFAR-10 without augmentation, SGD lr 0.1, batch 128, 15k steps.
 S18_VGG = dict(
     dataset="cifar10",
@@ -44,32 +59,14 @@ _PRESETS = [
     _preset(
         "quickstart",
         "Part 1 study on the embedded digits data: mlp with and without BN, Adam 1e-3, 15 epochs, well under a minute on 2 CPU cores",
-        dataset="digits",
-        model="mlp",
-        optimizer="adam",
-        lr=1e-3,
-        batch_size=32,
-        epochs=15,
-        probe_every=22,
-        log_every=44,
-        hist_range=6.0,
-        train_eval_size=1437,
+        **PART1
+        | dict(dataset="digits", normalize="", epochs=15, probe_every=22, log_every=44, train_eval_size=1437),
     ),
     _preset(
         "part1",
         "seed notebook Part 1: mlp with/without BN on MNIST, Adam 1e-3, batch 32, 20 epochs, "
         "inputs standardized then scaled to max 1",
-        dataset="mnist",
-        normalize="standardize_max1",
-        model="mlp",
-        optimizer="adam",
-        lr=1e-3,
-        batch_size=32,
-        epochs=20,
-        probe_every=375,
-        log_every=125,
-        hist_range=6.0,
-        train_eval_size=10000,
+        **PART1,
     ),
     _preset(
         "part2",
