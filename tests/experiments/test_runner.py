@@ -162,3 +162,25 @@ def test_checkpoints_round_trip_noise_rng_state(tmp_path):
         if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
             a, b = jax.random.key_data(a), jax.random.key_data(b)
         np.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_stops_between_steps_with_a_checkpoint_and_one_line(tmp_path):
+    settings = TINY[:-5] + ["steps=100000", "eval_every=200", "log_every=50", "probe_every=100",
+                            "checkpoint_every=200", "report=false", "train_eval_size=128"]
+    process = _run_cli(["run", "quickstart", "--quiet", "--out", str(tmp_path), "--set", *settings])
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        dirs = list(tmp_path.glob("*"))
+        if dirs and list((dirs[0] / "checkpoints").glob("*.msgpack")):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "--resume" in lines[0] and "Traceback" not in stderr
+    run = load_run(next(tmp_path.glob("*")))
+    assert run.status == "interrupted"
+    assert run.info["steps_done"] in run.checkpoint_steps
+    assert run.metrics.dropna(subset=["lr"]).step.max() == run.info["steps_done"] - 1

@@ -457,10 +457,15 @@ def _train(config, dataset, specs, states, init_params, probes, store, *, start:
         store.set_status(status, diverged=diverged, steps_done=step, train_seconds=time.perf_counter() - started,
                          compile_seconds=compile_timer.seconds, compilations=compile_timer.compilations)
     except KeyboardInterrupt:
-        read_back()
-        save(step)
-        store.set_status("interrupted", diverged=diverged, steps_done=step)
-        raise RunInterrupted(store.path, step) from None
+        checkpointed = step
+        try:
+            read_back()
+            save(step)
+        except Exception:  # a second signal inside a compiled call: its donated inputs are gone
+            checkpointed = store.latest_checkpoint_step() or 0
+            store.truncate_after(checkpointed - 1, keep_checkpoints=True)
+        store.set_status("interrupted", diverged=diverged, steps_done=checkpointed)
+        raise RunInterrupted(store.path, checkpointed) from None
     except Exception as error:
         store.flush()
         store.set_status("failed", error=f"{type(error).__name__}: {error}", steps_done=step)
