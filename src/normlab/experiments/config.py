@@ -18,7 +18,7 @@ from normlab.errors import NormlabError
 
 @dataclass(frozen=True)
 class Config:
-    """Every setting of a run. Field comments are the help text of ``normlab run --help-keys``."""
+    """Every setting of a run; `normlab config PRESET` lists them with their values and types."""
 
     preset: str = "custom"  # name of the preset this config came from
     # --- data
@@ -74,9 +74,6 @@ class Config:
     divergence_points: int = 9
     # --- output
     report: bool = True  # write figures and report.html at the end of the run
-
-    def network_names(self) -> tuple[str, ...]:
-        return self.networks
 
 
 def default_config() -> Config:
