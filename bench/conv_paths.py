@@ -12,13 +12,16 @@ Usage: ``PYTHONPATH=src .venv/bin/python bench/conv_paths.py [--batch 128] [--re
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
-from normlab.models.conv import conv2d_im2col, conv2d_xla, explicit_padding
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import interleaved_medians  # noqa: E402
+
+from normlab.models.conv import conv2d_im2col, conv2d_xla, explicit_padding  # noqa: E402
 
 VGG_WIDTHS = (64, 64, 128, 128, 256, 256, 512, 512, 512, 512)
 POOL_AFTER = (1, 3, 5, 7, 9)
@@ -47,12 +50,6 @@ def make_step(fn, pads):
     return jax.jit(jax.grad(loss, argnums=(0, 1)))
 
 
-def time_once(step, args) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(step(*args))
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -74,13 +71,10 @@ def main() -> None:
         h_out = size + sum(pads[0]) - k + 1
         g = jax.random.normal(kg, (args.batch, h_out, h_out, c_out))
         steps = {"xla": make_step(conv2d_xla, pads), "im2col": make_step(conv2d_im2col, pads)}
-        for step in steps.values():  # compile outside the timed loop
-            time_once(step, (x, kernel, g))
-        times = {p: [] for p in steps}
-        for _ in range(args.reps):
-            for p, step in steps.items():  # interleaved
-                times[p].append(time_once(step, (x, kernel, g)))
-        med = {p: statistics.median(t) * 1e3 for p, t in times.items()}
+        # the first (warm-up) call compiles, outside the timed repeats
+        med = interleaved_medians({p: (lambda step=step: step(x, kernel, g)) for p, step in steps.items()},
+                                  repeats=args.reps)
+        med = {p: seconds * 1e3 for p, seconds in med.items()}
         print(f"{name:24s} {size:>3d}^2 {c_in:>4d} {c_out:>4d} {k * k * c_in:>5d} "
               f"{med['xla']:>9.2f} {med['im2col']:>9.2f} {med['xla'] / med['im2col']:>6.2f}",
               flush=True)

@@ -35,13 +35,18 @@ import argparse
 import copy
 import math
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import time_call  # noqa: E402
 
 from normlab.experiments.runner import make_group_step
 from normlab.models import build_model
@@ -77,12 +82,6 @@ def batch(options: dict, size: int, regression: bool, seed: int = 0):
     if regression:
         return x, jnp.asarray(rng.normal(size=(size, options["input_shape"][0])), jnp.float32)
     return x, jnp.asarray(rng.integers(0, 10, size), jnp.int32)
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    return time.perf_counter() - start
 
 
 # ------------------------------------------------------------------------ the three bundles
@@ -225,7 +224,7 @@ def bench_bundle(name: str, reps: int, vgg_batch: int) -> dict:
     times = {key: [] for key in runs}
     for _ in range(reps):
         for key, run in runs.items():
-            times[key].append(timed(run if key == "step" else (lambda run=run: run(ctx))))
+            times[key].append(time_call(run if key == "step" else (lambda run=run: run(ctx))))
     median = {key: statistics.median(values) for key, values in times.items()}
     return {
         "model": name, "batch": size, "layers": len(spec.kernel_paths), "median": median, "compile": compile_seconds,
