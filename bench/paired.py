@@ -43,7 +43,7 @@ def bench_paired_step(repeats: int, steps_per_sample: int = 200):
     y = jnp.asarray(dataset.y_train[:32])
     step_index = jnp.asarray(0, jnp.int32)
     group_step = make_group_step(specs, ())
-    init = tuple(s.params for s in states)
+    init = tuple({} for _ in states)  # no probes: nothing kept from step 0
     singles = [jax.jit(lambda s, x, y, spec=spec: train_step(spec, s, x, y), donate_argnums=(0,)) for spec in specs]
     state_box = {"pair": build_group(config, dataset)[1], "single": list(build_group(config, dataset)[1])}
 

@@ -50,7 +50,7 @@ from timing import time_call  # noqa: E402
 
 from normlab.experiments.runner import make_group_step
 from normlab.models import build_model
-from normlab.probes import BUNDLES, ProbeContext, make_probe
+from normlab.probes import BUNDLES, ProbeContext, make_probe, probe_setups
 from normlab.probes.ics import flat_parameters, parameter_owners, real_update
 from normlab.train import gradient, make_network, make_optimizer, state_at, train_step
 
@@ -207,7 +207,7 @@ def bench_bundle(name: str, reps: int, vgg_batch: int) -> dict:
     x, y = batch(options, size, model.task == "regression")
     loss, grads = jax.jit(lambda s: gradient(spec, s.params, s.rest, x, y))(state)
     ctx = ProbeContext(spec=spec, state=state, x=x, y=y, loss=loss, grads=grads, activations=(),
-                       init_params=state.params, learning_rate=jnp.asarray(lr, jnp.float32), step=jnp.asarray(0))
+                       learning_rate=jnp.asarray(lr, jnp.float32), step=jnp.asarray(0))
     probes = tuple(make_probe(probe) for probe in BUNDLE)
     # The whole new state is returned: returning only the loss would let XLA drop the backward.
     step = jax.jit(lambda s: train_step(spec, s, x, y))
@@ -243,10 +243,9 @@ def bench_training(name: str, blocks: int, vgg_batch: int, bundle: tuple[str, ..
         _, _, spec, state = network(name, norm, options, lr)
         specs.append(spec)
         states.append(state)
-    # The group step donates its states: the initial parameters it reads must be separate copies.
-    specs, init = tuple(specs), jax.tree.map(jnp.copy, tuple(s.params for s in states))
     x, y = batch(options, size, name == "dln")
     probes = tuple(make_probe(probe) for probe in bundle)
+    specs, init = tuple(specs), probe_setups(probes, specs, states)  # copies: the group step donates states
     plain, probed = make_group_step(specs, ()), make_group_step(specs, probes)
     states = {"plain": tuple(states), "probed": jax.tree.map(jnp.copy, tuple(states))}
     compile_seconds = {}

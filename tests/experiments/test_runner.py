@@ -149,7 +149,7 @@ def test_checkpoints_round_trip_noise_rng_state(tmp_path):
     step_fn = runner.make_group_step(specs, ())
     x, y = jax.numpy.asarray(dataset.x_train[:32]), jax.numpy.asarray(dataset.y_train[:32])
     for i in range(2):  # move the weights and the noise rng counter away from their initial values
-        states, _, _ = step_fn(states, x, y, jax.numpy.asarray(i), runner._copy_params(states))
+        states, _, _ = step_fn(states, x, y, jax.numpy.asarray(i), tuple({} for _ in states))
     store = RunStore.create(tmp_path / "run", config={}, provenance={}, metric_columns=runner.METRIC_COLUMNS)
     store.save_checkpoint(3, states, extra={"diverged": {}})
     step, restored = store.restore_checkpoint(runner.build_group(config, dataset)[1])

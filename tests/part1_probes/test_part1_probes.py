@@ -26,7 +26,7 @@ def _context(batch_norm=True, steps_before=3):
     _, outputs = train_step(spec, state, x, y)
     return spec, ProbeContext(
         spec=spec, state=state, x=x, y=y, loss=outputs.loss, grads=outputs.grads,
-        activations=outputs.intermediates, init_params=init_params,
+        activations=outputs.intermediates, setup={"distance": init_params},
         learning_rate=jnp.asarray(0.1), step=jnp.asarray(steps_before),
     )
 
@@ -96,7 +96,7 @@ def test_distance_probe_matches_numpy():
     result = jax.jit(DistanceProbe().measure)(ctx)
     total = 0.0
     for name, path in zip(spec.weight_layer_names, spec.kernel_paths):
-        delta = np.asarray(state_at(ctx.state.params, path)) - np.asarray(state_at(ctx.init_params, path))
+        delta = np.asarray(state_at(ctx.state.params, path)) - np.asarray(state_at(ctx.setup["distance"], path))
         assert float(result[name]) == pytest.approx(np.linalg.norm(delta.ravel()), rel=1e-5)
         total += np.sum(delta**2)
     assert float(result["total"]) == pytest.approx(np.sqrt(total), rel=1e-5)

@@ -15,7 +15,7 @@ from flax import nnx
 
 from normlab.experiments.runner import make_group_step
 from normlab.models import build_model
-from normlab.probes import make_probe
+from normlab.probes import make_probe, probe_setups
 from normlab.train import make_network, make_optimizer
 
 NAMES = ("ics", "landscape", "predictiveness", "beta_smoothness", "divergence")
@@ -45,8 +45,8 @@ def _group(model: str, optimizer: str):
 @pytest.mark.parametrize("model,optimizer", [("mlp", "momentum"), ("dln", "sgd")])
 def test_probes_in_the_group_step_leave_training_unchanged(model, optimizer):
     specs, states, x, y = _group(model, optimizer)
-    init = tuple(state.params for state in states)
     probes = tuple(make_probe(name) for name in NAMES)
+    init = probe_setups(probes, specs, states)
     plain, probed = make_group_step(specs, ()), make_group_step(specs, probes)
     copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731 (the group step donates its states)
     for step in range(2):  # the second step has a momentum buffer and advanced running statistics
@@ -64,3 +64,27 @@ def test_probes_in_the_group_step_leave_training_unchanged(model, optimizer):
                     assert np.all(np.isfinite(np.asarray(value))), (spec.name, probe.name, key)
             assert per_network["ics"]["l2"].shape == (len(spec.kernel_paths),)
         states = expected
+
+
+def test_the_gradient_walk_is_traced_once_per_network_per_step(monkeypatch):
+    """landscape, predictiveness and beta_smoothness (one grid) share one walk; divergence has its own."""
+    import normlab.probes.landscape as landscape
+
+    calls = []
+    original = landscape.compute_walk
+
+    def counting(ctx, etas, **options):
+        calls.append(ctx.spec.name)
+        return original(ctx, etas, **options)
+
+    monkeypatch.setattr(landscape, "compute_walk", counting)
+    specs, states, x, y = _group("dln", "sgd")
+    probes = tuple(make_probe(name) for name in ("landscape", "predictiveness", "beta_smoothness", "divergence"))
+    step = make_group_step(specs, probes)
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731
+    setups = probe_setups(probes, specs, states)
+    step(copy(states), x, y, jnp.int32(0), setups)
+    # one walk for the three probes of the shared grid, one for divergence, per network
+    assert sorted(calls) == sorted([spec.name for spec in specs for _ in range(2)])
+    step(copy(states), x, y, jnp.int32(1), setups)  # compiled: no new trace
+    assert len(calls) == 2 * len(specs)

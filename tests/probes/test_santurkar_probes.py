@@ -35,6 +35,7 @@ from normlab.probes import (
     every,
     make_probe,
 )
+from normlab.probes.shared import SharedPieces
 from normlab.probes.ics import layer_parameters
 from normlab.probes.landscape import step_size_grid
 from normlab.train import make_network, make_optimizer, train_step
@@ -74,7 +75,7 @@ def _context(kind: str, batch_norm: bool, optimizer: str, steps_before: int = 3,
     x, y = _data(kind)
     _, outputs = step(state, x, y)
     ctx = ProbeContext(spec=spec, state=state, x=x, y=y, loss=outputs.loss, grads=outputs.grads,
-                       activations=outputs.intermediates, init_params=params,
+                       activations=outputs.intermediates,
                        learning_rate=jnp.asarray(lr), step=jnp.asarray(steps_before))
     return spec, ctx
 
@@ -151,7 +152,7 @@ def test_landscape_and_predictiveness_have_exact_formulas_on_least_squares():
     state = state._replace(params=_to64(state.params))
     _, outputs = train_step(spec, state, x, y)
     ctx = ProbeContext(spec=spec, state=state, x=x, y=y, loss=outputs.loss, grads=outputs.grads, activations=(),
-                       init_params=state.params, learning_rate=jnp.asarray(0.01), step=jnp.asarray(0))
+                       learning_rate=jnp.asarray(0.01), step=jnp.asarray(0))
     options = dict(points=5, low=0.01, high=30.0, spacing="log")
     probes = (LandscapeProbe(**options), PredictivenessProbe(**options), BetaSmoothnessProbe(**options),
               DivergenceProbe(), ICSProbe())
@@ -185,7 +186,7 @@ def test_ics_of_a_two_layer_linear_network_in_closed_form():
     _, outputs = train_step(spec, state, x, y)
     result = jax.jit(ICSProbe().measure)(ProbeContext(
         spec=spec, state=state, x=x, y=y, loss=outputs.loss, grads=outputs.grads, activations=(),
-        init_params=state.params, learning_rate=jnp.asarray(0.02), step=jnp.asarray(0)))
+        learning_rate=jnp.asarray(0.02), step=jnp.asarray(0)))
     X, Y = np.asarray(x), np.asarray(y)
     W1, W2 = (np.asarray(state.params[name]["kernel"][...]) for name in ("first", "second"))
     residual = X @ W1 @ W2 - Y
@@ -248,6 +249,7 @@ def test_the_three_s18_probes_share_one_walk_per_context():
     seen = []
 
     def both(c):
+        c = c._replace(shared=SharedPieces())  # what the group step gives each network at each step
         walks = [LandscapeProbe().walk(c), PredictivenessProbe().walk(c), BetaSmoothnessProbe().walk(c),
                  LandscapeProbe(points=3).walk(c)]
         seen.append([id(w) for w in walks])

@@ -27,7 +27,8 @@ from normlab.experiments.config import Config, from_dict, to_dict
 from normlab.experiments.presets import PRESETS
 from normlab.models import build_model
 from normlab.norms import norm_options as accepted_norm_options
-from normlab.probes import ProbeContext, active_probes, at_steps, every, expand_bundles, make_probe
+from normlab.probes import (ProbeContext, SharedPieces, active_probes, at_steps, every, expand_bundles, make_probe,
+                            probe_setups)
 from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
 from normlab.train.compile_time import CompileTimer
 from normlab.train import NetworkSpec, NetworkState, evaluate_batch, make_network, make_optimizer, train_step
@@ -165,13 +166,15 @@ def build_probes(config: Config) -> tuple:
 def make_group_step(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callable:
     """One jitted function stepping every network of the group (and measuring ``probes``).
 
-    ``(states, x, y, step, init_params) -> (new_states, metrics (networks, 2), probe_outputs)``;
-    ``metrics[i] = (loss, accuracy)`` of network i on this batch before its update.
+    ``(states, x, y, step, setups) -> (new_states, metrics (networks, 2), probe_outputs)``;
+    ``metrics[i] = (loss, accuracy)`` of network i on this batch before its update; ``setups``
+    from ``probe_setups``. Each network's probes share one ``SharedPieces``, created here inside
+    the trace: a piece several probes need is computed once per network and step.
     """
 
-    def group_step(states, x, y, step, init_params):
+    def group_step(states, x, y, step, setups):
         new_states, metrics, outputs = [], [], []
-        for spec, state, initial in zip(specs, states, init_params):
+        for spec, state, setup in zip(specs, states, setups):
             new_state, result = train_step(spec, state, x, y)
             new_states.append(new_state)
             metrics.append(jnp.stack([result.loss, result.accuracy.astype(result.loss.dtype)]))
@@ -184,9 +187,10 @@ def make_group_step(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callable:
                     loss=result.loss,
                     grads=result.grads,
                     activations=result.intermediates,
-                    init_params=initial,
                     learning_rate=spec.learning_rate(step),
                     step=step,
+                    setup=setup,
+                    shared=SharedPieces(),
                 )
                 outputs.append({probe.name: probe.measure(context) for probe in probes})
         return tuple(new_states), jnp.stack(metrics), tuple(outputs)
@@ -324,7 +328,8 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
         param_counts={spec.name: parameter_count(state) for spec, state in zip(specs, states)},
         total_steps=total_steps(config, dataset),
     )
-    return _train(config, dataset, specs, states, _copy_params(states), probes, store, start=0, quiet=quiet)
+    return _train(config, dataset, specs, states, probe_setups(probes, specs, states), probes, store, start=0,
+                  quiet=quiet)
 
 
 def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
@@ -335,8 +340,8 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     config = from_dict(run.config)
     dataset = load_dataset(config.dataset, normalize=config.normalize or None)
     specs, states = build_group(config, dataset)
-    init_params = _copy_params(states)  # the distance probe measures from the step-0 weights
     probes = build_probes(config)
+    setups = probe_setups(probes, specs, states)  # from the step-0 networks, as in the first run
     store = RunStore.open(path)
     start, diverged = 0, {}
     if store.latest_checkpoint_step() is not None:
@@ -346,16 +351,11 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     # Rows of step `start` on are measured again, identically; the checkpoint itself stays.
     store.truncate_after(start - 1, keep_checkpoints=True)
     store.set_status("running", resumed_from=start, diverged=diverged)
-    return _train(config, dataset, specs, states, init_params, probes, store, start=start, quiet=quiet,
+    return _train(config, dataset, specs, states, setups, probes, store, start=start, quiet=quiet,
                   diverged=diverged)
 
 
-def _copy_params(states) -> tuple:
-    """Copies of the parameters: the training step donates (and so invalidates) its inputs."""
-    return tuple(jax.tree.map(jnp.copy, state.params) for state in states)
-
-
-def _train(config, dataset, specs, states, init_params, probes, store, *, start: int, quiet: bool,
+def _train(config, dataset, specs, states, setups, probes, store, *, start: int, quiet: bool,
            diverged=None) -> RunResult:
     names = tuple(spec.name for spec in specs)
     total = total_steps(config, dataset)
@@ -432,7 +432,7 @@ def _train(config, dataset, specs, states, init_params, probes, store, *, start:
                 key = frozenset(p.name for p in due)
                 if key not in compiled:
                     compiled[key] = make_group_step(specs, due)
-                states, metrics, outputs = compiled[key](states, x, y, jnp.asarray(step, jnp.int32), init_params)
+                states, metrics, outputs = compiled[key](states, x, y, jnp.asarray(step, jnp.int32), setups)
                 pending_metrics.append((step, metrics))
                 if due:
                     pending_probes.append((step, outputs))

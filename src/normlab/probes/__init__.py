@@ -20,7 +20,9 @@ from normlab.probes.base import (
     at_steps,
     every,
     never,
+    probe_setups,
 )
+from normlab.probes.shared import SharedPieces
 from normlab.probes.distance import DistanceProbe
 from normlab.probes.gradients import GradientsProbe
 from normlab.probes.ics import ICSProbe
@@ -105,6 +107,8 @@ __all__ = [
     "Probe",
     "ProbeContext",
     "Schedule",
+    "SharedPieces",
+    "probe_setups",
     "active_probes",
     "at_steps",
     "every",

@@ -7,7 +7,12 @@ A probe is a named measurement with a schedule and a pure, jittable ``measure``:
 - ``measure(ctx) -> dict[str, Array]`` runs inside the same compiled function as the training
   step, on the state *before* the update of that step, and returns fixed-shape arrays;
 - ``meta(spec) -> dict`` is the JSON-able description written once per network into the run
-  store: which BN mode was used, layer names, histogram edges, the formula and paper figure.
+  store: which BN mode was used, layer names, histogram edges, the formula and paper figure;
+- ``needs: tuple[str, ...]`` names the shared pieces it reads through ``ctx.piece`` (see
+  :mod:`normlab.probes.shared`); ``()`` for most probes;
+- optionally ``setup(spec, state) -> pytree``: what the probe keeps from the network at step 0
+  (the distance probe: the initial weights), computed once when the group is built (and again,
+  identically, on resume) and read back as ``ctx.setup[probe.name]``.
 
 Bundles compose probes like ``optax.chain`` composes transformations: a bundle is a tuple of
 probes and ``active_probes(bundle, step)`` selects the ones due at a step.
@@ -19,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import jax
+import jax.numpy as jnp
 
+from normlab.probes.shared import SharedPieces
 from normlab.train import NetworkSpec, NetworkState
 
 Array = jax.Array
@@ -32,7 +39,9 @@ class ProbeContext(NamedTuple):
     """Everything a probe may read about one network at one step (all before the update).
 
     ``grads``, ``loss`` and ``activations`` come from the training step itself (train mode,
-    batch statistics), so probes that need them add no forward or backward pass.
+    batch statistics), so probes that need them add no forward or backward pass. ``setup`` maps
+    probe names to what their ``setup`` kept from step 0; ``shared`` is the step's
+    :class:`~normlab.probes.shared.SharedPieces` (None outside the group step: no sharing).
     """
 
     spec: NetworkSpec
@@ -42,9 +51,14 @@ class ProbeContext(NamedTuple):
     loss: Array
     grads: Any
     activations: tuple
-    init_params: Any
     learning_rate: Array
     step: Array
+    setup: Any = None
+    shared: SharedPieces | None = None
+
+    def piece(self, name: str, key, compute):
+        """``compute()`` once per (name, key) in this context's step (see ``SharedPieces``)."""
+        return compute() if self.shared is None else self.shared.get(name, key, compute)
 
 
 @runtime_checkable
@@ -107,6 +121,17 @@ def never() -> Schedule:
 def active_probes(bundle: tuple[Probe, ...], step: int) -> tuple[Probe, ...]:
     """The probes of ``bundle`` due at ``step`` (a Python check: no tracing, no device work)."""
     return tuple(probe for probe in bundle if probe.schedule(step))
+
+
+def probe_setups(probes, specs, states) -> tuple[dict, ...]:
+    """Per network, ``{probe.name: probe.setup(spec, state)}`` for the probes that have a setup.
+
+    Leaves are copied: the training step donates (and so invalidates) the states it is given.
+    """
+    return tuple(
+        {probe.name: jax.tree.map(jnp.copy, probe.setup(spec, state)) for probe in probes if hasattr(probe, "setup")}
+        for spec, state in zip(specs, states)
+    )
 
 
 def check_bn_mode(mode: str) -> str:

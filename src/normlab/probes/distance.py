@@ -20,6 +20,11 @@ class DistanceProbe:
     schedule: Schedule = field(default_factory=lambda: every(50))
     bn_mode: str = "none"
     name: str = "distance"
+    needs = ()
+
+    def setup(self, spec: NetworkSpec, state) -> dict:
+        """The initial parameters ``W_0`` (the distances are measured from them)."""
+        return state.params
 
     def meta(self, spec: NetworkSpec) -> dict:
         return {
@@ -33,7 +38,7 @@ class DistanceProbe:
     def measure(self, ctx: ProbeContext) -> dict:
         result, total = {}, 0.0
         for name, path in zip(ctx.spec.weight_layer_names, ctx.spec.kernel_paths):
-            delta = state_at(ctx.state.params, path) - state_at(ctx.init_params, path)
+            delta = state_at(ctx.state.params, path) - state_at(ctx.setup[self.name], path)
             squared = jnp.sum(jnp.square(delta))
             result[name] = jnp.sqrt(squared)
             total = total + squared

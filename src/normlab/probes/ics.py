@@ -41,14 +41,14 @@ mixed parameter sets, a full gradient each) is slower but compiles in constant t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from normlab.probes.base import ProbeContext, Schedule, check_bn_mode, every
-from normlab.train import NetworkSpec, NetworkState, loss_fn
+from normlab.probes.shared import mode_loss
+from normlab.train import NetworkSpec, NetworkState
 
 # ------------------------------------------------------------------------------ parameter paths
 
@@ -125,20 +125,6 @@ def real_update(spec: NetworkSpec, state: NetworkState, grads):
     """
     updates, _new_opt_state = spec.tx.update(grads, state.opt_state, state.params)
     return optax.apply_updates(state.params, updates)
-
-
-@partial(jax.jit, static_argnames="train")
-def mode_loss(spec: NetworkSpec, params, rest, x, y, train: bool):
-    """The loss in one BN mode; the advanced running statistics are dropped (probes are pure).
-
-    Jitted on its own although it is always called inside a larger jit: JAX then traces the
-    model once per parameter shape and reuses that jaxpr for every variant (layer, step size),
-    instead of re-tracing the Python model each time. That keeps tracing linear in the number
-    of variants (flax's BN running-stat write inspects each tracer's origin, which costs time
-    proportional to the enclosing jaxpr: quadratic when every variant is traced inline).
-    """
-    loss, _aux = loss_fn(spec, params, rest, x, y, train=train)
-    return loss
 
 
 def kernel_gradient(spec: NetworkSpec, leaves: list, treedef, kernel_index: int, rest, x, y, train: bool):

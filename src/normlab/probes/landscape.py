@@ -21,8 +21,8 @@ learning rate of the step and ``m`` K multipliers spread over ``[low, high]`` (d
 [0.5, 4], S18's VGG range; the DLN uses [0.01, 30]), ``spacing`` "linear" or "log".
 Divergence uses absolute step sizes on a log grid (default 9 over 1e-5..1e-1, two per decade).
 
-Sharing: landscape, predictiveness and beta_smoothness with the same grid read one shared walk
-(:func:`shared_walk`): K forward+backward passes for the three together, what predictiveness
+Sharing: landscape, predictiveness and beta_smoothness with the same grid read one shared piece
+``"gradient_walk"`` (``ctx.piece``, :mod:`normlab.probes.shared`): K forward+backward passes for the three together, what predictiveness
 alone costs; landscape or divergence alone cost K forward passes (XLA drops the unused backward).
 ``batching`` lays the K points out as "unrolled" (a Python loop in the jit: the default for conv
 nets, where vmapped weight variants become slow grouped convolutions on CPU and ``lax.map``
@@ -32,7 +32,6 @@ bodies run slowly), "map" (``lax.map``: the default when every parameter is at m
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -41,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from normlab.probes.base import ProbeContext, Schedule, at_steps, check_bn_mode, every
-from normlab.probes.ics import mode_loss
+from normlab.probes.shared import global_norm, mode_loss
 from normlab.train import NetworkSpec
 
 SPACINGS = ("linear", "log")
@@ -87,15 +86,11 @@ def resolve_batching(batching: str, params) -> str:
 # ------------------------------------------------------------------------------- pure maths
 
 
-def _global_norm(tree):
-    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree)))
-
-
 def _walk_point(spec, params, rest, x, y, direction, reference, eta, train):
     """``(L(theta - eta d), ||g_ref - g(theta - eta d)||)`` at one step size."""
     moved = jax.tree.map(lambda p, d: p - eta * d, params, direction)
     loss, grads = jax.value_and_grad(mode_loss, argnums=1)(spec, moved, rest, x, y, train)
-    distance = _global_norm(jax.tree.map(jnp.subtract, reference, grads))
+    distance = global_norm(jax.tree.map(jnp.subtract, reference, grads))
     return loss, distance
 
 
@@ -112,8 +107,8 @@ def gradient_walk(spec: NetworkSpec, params, rest, x, y, direction, reference, e
 
     ``losses[j] = L(theta - etas[j] * direction)``,
     ``distances[j] = ||reference - grad L(theta - etas[j] * direction)||_2`` (all parameters),
-    both in ``bn_mode``. ``etas``: (K,) array. Pure; the probes reach it through
-    :func:`shared_walk`, which computes it once per context and grid.
+    both in ``bn_mode``. ``etas``: (K,) array. Pure; the probes reach it as the shared piece
+    ``"gradient_walk"``, computed once per network, step and grid.
     """
     train = bn_mode == "train"
     batching = resolve_batching(batching, params)
@@ -149,35 +144,6 @@ def compute_walk(ctx: ProbeContext, etas, *, bn_mode: str, batching: str) -> Wal
     return Walk(etas, loss0, reference, losses, distances)
 
 
-# id(ctx.grads) -> [(key, inputs, walk)]; an entry lives exactly as long as that gradient object.
-_WALKS: dict[int, list] = {}
-
-
-def shared_walk(ctx: ProbeContext, key: tuple, compute) -> Walk:
-    """``compute()`` once per (context, grid): landscape, predictiveness and beta share one walk.
-
-    Why not leave it to XLA: common-subexpression elimination merges the identical walks of
-    several probes when the K points are unrolled or vmapped, but not two identical ``lax.map``
-    loops (measured with ``cost_analysis``: two walks cost the sum). So the first probe of a
-    context computes the walk and the others, traced in the same jit, reuse its values. The
-    memo is keyed by the identity of ``ctx.grads`` (and checks the other inputs by identity), so
-    it never crosses traces: the entry is dropped when that gradient object is freed. Landscape
-    or divergence alone still cost K forward passes: XLA removes the unused backward.
-    """
-    anchor = ctx.grads
-    inputs = (ctx.spec, ctx.state, ctx.x, ctx.y, ctx.loss, ctx.learning_rate)
-    entries = _WALKS.get(id(anchor))
-    if entries is None:
-        entries = _WALKS[id(anchor)] = []
-        weakref.finalize(anchor, _WALKS.pop, id(anchor), None)
-    for entry_key, entry_inputs, walk in entries:
-        if entry_key == key and all(a is b for a, b in zip(entry_inputs, inputs)):
-            return walk
-    walk = compute()
-    entries.append((key, inputs, walk))
-    return walk
-
-
 # ------------------------------------------------------------------------------------ probes
 
 
@@ -193,6 +159,7 @@ class _WalkProbe:
     bn_mode: str = "train"
     batching: str = "auto"
     relative_to_lr = True  # class constant: step sizes are multiples of the learning rate
+    needs = ("gradient_walk",)
 
     def __post_init__(self):
         check_bn_mode(self.bn_mode)
@@ -207,10 +174,10 @@ class _WalkProbe:
         return grid * ctx.learning_rate if self.relative_to_lr else grid
 
     def walk(self, ctx: ProbeContext) -> Walk:
-        """The gradient walk of this probe's grid, computed once per context (see ``shared_walk``)."""
+        """The gradient walk of this probe's grid, computed once per network and step (``ctx.piece``)."""
         key = (tuple(self.multipliers().tolist()), self.relative_to_lr, self.bn_mode, self.batching)
-        return shared_walk(ctx, key, lambda: compute_walk(ctx, self.step_sizes(ctx), bn_mode=self.bn_mode,
-                                                          batching=self.batching))
+        return ctx.piece("gradient_walk", key, lambda: compute_walk(ctx, self.step_sizes(ctx), bn_mode=self.bn_mode,
+                                                                    batching=self.batching))
 
     def _meta(self, spec: NetworkSpec, **extra) -> dict:
         unit = "x learning rate" if self.relative_to_lr else "absolute"
@@ -266,7 +233,7 @@ class PredictivenessProbe(_WalkProbe):
         walk = self.walk(ctx)
         distances = walk.distances
         return {"distance": distances, "min": jnp.min(distances), "max": jnp.max(distances),
-                "grad_norm": _global_norm(walk.reference), "etas": walk.etas}
+                "grad_norm": global_norm(walk.reference), "etas": walk.etas}
 
 
 @dataclass(frozen=True)
@@ -286,7 +253,7 @@ class BetaSmoothnessProbe(_WalkProbe):
     def measure(self, ctx: ProbeContext) -> dict:
         walk = self.walk(ctx)
         # ||eta_j d||: the step actually taken is along the training gradient d.
-        ratio = walk.distances / (walk.etas * _global_norm(ctx.grads))
+        ratio = walk.distances / (walk.etas * global_norm(ctx.grads))
         return {"beta": jnp.max(ratio), "ratio": ratio, "etas": walk.etas}
 
 
