@@ -59,7 +59,7 @@ def test_probes_in_the_group_step_leave_training_unchanged(model, optimizer):
             assert set(per_network) == set(NAMES)
             for probe in probes:
                 arrays = per_network[probe.name]
-                assert probe.meta(spec)["headline"] in arrays
+                assert probe.headline.key in arrays
                 for key, value in arrays.items():
                     assert np.all(np.isfinite(np.asarray(value))), (spec.name, probe.name, key)
             assert per_network["ics"]["l2"].shape == (len(spec.kernel_paths),)

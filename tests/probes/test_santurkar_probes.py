@@ -216,7 +216,7 @@ def test_meta_names_its_headline_formula_paper_and_mode(name):
     probe = make_probe(name)
     meta = probe.meta(spec)
     result = jax.jit(probe.measure)(ctx)
-    assert meta["headline"] in result and np.ndim(result[meta["headline"]]) == 0
+    assert probe.headline.key in result and np.ndim(result[probe.headline.key]) == 0
     assert meta["bn_mode"] == "train" and meta["formula"] and meta["paper"]
     assert meta["layers"] == list(spec.weight_layer_names)
     if name == "ics":

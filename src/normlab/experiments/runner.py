@@ -28,7 +28,7 @@ from normlab.experiments.presets import PRESETS
 from normlab.models import build_model
 from normlab.norms import norm_options as accepted_norm_options
 from normlab.probes import (ProbeContext, SharedPieces, active_probes, at_steps, every, expand_bundles, make_probe,
-                            probe_setups)
+                            probe_meta, probe_setups)
 from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
 from normlab.train.compile_time import CompileTimer
 from normlab.train import NetworkSpec, NetworkState, evaluate_batch, make_network, make_optimizer, train_step
@@ -322,7 +322,7 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
         metric_columns=METRIC_COLUMNS,
     )
     for probe in probes:
-        store.set_probe_meta(probe.name, {"networks": {spec.name: probe.meta(spec) for spec in specs}})
+        store.set_probe_meta(probe.name, {"networks": {spec.name: probe_meta(probe, spec) for spec in specs}})
     store.update_info(
         preset_defaults=to_dict(PRESETS[config.preset].config) if config.preset in PRESETS else None,
         param_counts={spec.name: parameter_count(state) for spec, state in zip(specs, states)},

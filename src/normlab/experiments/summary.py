@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from normlab.probes import make_probe, probe_names
+from normlab.probes.base import Headline, headline_value
 from normlab.store import load_run
 
 
@@ -51,54 +53,26 @@ def probe_lines(run) -> list[str]:
         steps = first["step"]
         per_network_meta = meta.get("networks", {})
         bn_mode = next((m.get("bn_mode") for m in per_network_meta.values() if m.get("bn_mode")), "?")
-        headline = []
+        headline = _declared_headline(name, per_network_meta)
+        values = []
         for network in networks:
-            value = _headline(name, run.probe(network=network, name=name), per_network_meta.get(network, {}))
+            layers = per_network_meta.get(network, {}).get("layers")
+            value = headline_value(headline, run.probe(name, network), layers) if headline else None
             if value is not None:
-                headline.append(f"{network} {value}")
+                values.append(f"{network} {_fmt(value)}")
         text = f"  {name}: {len(steps)} measurements, steps {int(steps[0])}..{int(steps[-1])}, BN mode {bn_mode}"
-        if headline:
-            label = _HEADLINES[name][0] if name in _HEADLINES else _generic_label(per_network_meta)
-            text += f"; {label}: " + ", ".join(headline)
+        if values:
+            text += f"; {headline.label}: " + ", ".join(values)
         lines.append(text)
     return lines
 
 
-def _last_layer_std(arrays, meta):
-    layers = meta.get("layers") or []
-    return _fmt(float(arrays[f"{layers[-1]}.std"][-1])) if layers else None
-
-
-def _tracked_gradient_spread(arrays, meta):
-    return _fmt(float(np.nanstd(arrays["tracked"]))) if "tracked" in arrays else None
-
-
-def _final_total_distance(arrays, meta):
-    return _fmt(float(arrays["total"][-1])) if "total" in arrays else None
-
-
-_HEADLINES = {
-    "activations": ("std of the last hidden layer's activations at the end", _last_layer_std),
-    "gradients": ("spread (std over steps) of the tracked parameter's gradient", _tracked_gradient_spread),
-    "distance": ("distance of all weights from init at the end", _final_total_distance),
-}
-
-
-def _generic_label(per_network_meta: dict) -> str:
-    key = next((m.get("headline") for m in per_network_meta.values() if m.get("headline")), None)
-    return f"median over the run of {key} (mean over layers/points)" if key else "final"
-
-
-def _headline(name, arrays, meta):
-    if name in _HEADLINES:
-        return _HEADLINES[name][1](arrays, meta)
-    key = meta.get("headline")
-    if key and key in arrays:
-        # The median over the run: single measurements of landscape-type probes fluctuate a lot.
-        values = np.asarray(arrays[key], dtype=np.float64)
-        per_step = values.reshape(len(values), -1).mean(axis=1)
-        return _fmt(float(np.nanmedian(per_step)))
-    return None
+def _declared_headline(name: str, per_network_meta: dict) -> Headline | None:
+    """The headline the run's meta.json declares; for runs stored before declarations, today's."""
+    stored = next((m["headline"] for m in per_network_meta.values() if m.get("headline")), None)
+    if stored is not None:
+        return Headline.from_json(stored)
+    return getattr(make_probe(name), "headline", None) if name in probe_names() else None
 
 
 def summary_lines(path: str | Path) -> list[str]:

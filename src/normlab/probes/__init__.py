@@ -21,6 +21,11 @@ from normlab.probes.base import (
     every,
     never,
     probe_setups,
+    Headline,
+    Output,
+    declared_keys,
+    headline_value,
+    probe_meta,
 )
 from normlab.probes.shared import SharedPieces
 from normlab.probes.distance import DistanceProbe
@@ -109,6 +114,11 @@ __all__ = [
     "Schedule",
     "SharedPieces",
     "probe_setups",
+    "Headline",
+    "Output",
+    "declared_keys",
+    "headline_value",
+    "probe_meta",
     "active_probes",
     "at_steps",
     "every",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from normlab.probes.base import ProbeContext, Schedule, check_bn_mode, every
+from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_bn_mode, every
 from normlab.train import NetworkSpec, apply_model
 
 PERCENTILES = (15.0, 50.0, 85.0)
@@ -62,6 +62,18 @@ class ActivationsProbe:
     tracked_unit: int = 0
     bn_mode: str = "train"
     name: str = "activations"
+    outputs = (
+        Output("{layer}.hist", ("bins",), "counts of the layer's values in the bins of meta edges"),
+        Output("{layer}.outside", (), "count of values outside [edges[0], edges[-1]]"),
+        Output("{layer}.mean", (), "mean over all values of the layer"),
+        Output("{layer}.std", (), "standard deviation over all values of the layer"),
+        Output("{layer}.var", (), "variance over all values of the layer"),
+        Output("{layer}.sq_mean", (), "mean(a^2), the activation magnitude (d2l ex. 3)"),
+        Output("{layer}.unit_mean", ("units",), "per-unit (channel) mean over batch and positions"),
+        Output("{layer}.unit_std", ("units",), "per-unit (channel) standard deviation over batch and positions"),
+        Output("tracked.percentiles", ("percentiles",), "percentiles (meta percentiles) of the tracked unit"),
+    )
+    headline = Headline("{layer}.std", "last", "std of the last hidden layer's activations at the end")
 
     def __post_init__(self):
         check_bn_mode(self.bn_mode)

@@ -25,6 +25,7 @@ from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from normlab.probes.shared import SharedPieces
 from normlab.train import NetworkSpec, NetworkState
@@ -138,3 +139,117 @@ def check_bn_mode(mode: str) -> str:
     if mode not in BN_MODES:
         raise ValueError(f"bn_mode must be 'train' (batch statistics) or 'eval' (running averages); got {mode!r}")
     return mode
+
+
+# ------------------------------------------------------------------------------ declared outputs
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output array a probe declares.
+
+    ``key``: the array's name; ``{layer}`` expands to one key per name in the meta's ``layers``.
+    ``shape``: per entry an int or a dimension name: ``layers``, ``points`` (step sizes), ``bins``
+    (histogram bins), ``percentiles`` are sized by the meta (:func:`dimension_sizes`); any other
+    name (``units``) is free. ``meaning``: what the value is, with its formula or unit.
+    """
+
+    key: str
+    shape: tuple = ()
+    meaning: str = ""
+
+
+HEADLINE_REDUCTIONS = ("last", "median", "std")
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The one number per network the summary prints for a probe.
+
+    ``key`` names an output (``{layer}`` -> the meta's ``layers[layer]``); ``reduction`` over the
+    run: "last" (the final measurement), "median" (median over steps; single measurements of
+    landscape-type probes fluctuate), "std" (standard deviation over steps); an array-valued
+    key is first averaged over its own axes. ``label`` says it in words.
+    """
+
+    key: str
+    reduction: str
+    label: str
+    layer: int = -1
+
+    def __post_init__(self):
+        if self.reduction not in HEADLINE_REDUCTIONS:
+            raise ValueError(f"headline reduction must be one of {HEADLINE_REDUCTIONS}; got {self.reduction!r}")
+
+    def resolved_key(self, layers) -> str | None:
+        if "{layer}" not in self.key:
+            return self.key
+        return self.key.format(layer=layers[self.layer]) if layers else None
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "reduction": self.reduction, "label": self.label, "layer": self.layer}
+
+    @classmethod
+    def from_json(cls, value) -> Headline | None:
+        """From meta.json; runs written before headlines were declared stored only the key (median)."""
+        if isinstance(value, str):
+            return cls(value, "median", f"median over the run of {value} (mean over layers/points)")
+        return cls(**value) if isinstance(value, dict) else None
+
+
+def dimension_sizes(meta: dict) -> dict[str, int]:
+    """The sizes of the named dimensions that a probe's meta fixes."""
+    sizes = {}
+    if "layers" in meta:
+        sizes["layers"] = len(meta["layers"])
+    if "step_sizes" in meta:
+        sizes["points"] = len(meta["step_sizes"])
+    if "edges" in meta:
+        sizes["bins"] = len(meta["edges"]) - 1
+    if "percentiles" in meta:
+        sizes["percentiles"] = len(meta["percentiles"])
+    return sizes
+
+
+def declared_keys(outputs, meta: dict) -> dict[str, tuple]:
+    """``{key: shape}`` of the declared ``outputs`` for one network's meta, patterns expanded.
+
+    Shapes keep their free dimension names; a probe that is not available (``meta["available"]``
+    false, e.g. activations of a model that sows none) declares nothing.
+    """
+    if meta.get("available") is False:
+        return {}
+    sizes = dimension_sizes(meta)
+    shape_of = lambda output: tuple(sizes.get(d, d) if isinstance(d, str) else d for d in output.shape)  # noqa: E731
+    keys = {}
+    for output in outputs:
+        if "{layer}" in output.key:
+            for layer in meta.get("layers", ()):
+                keys[output.key.format(layer=layer)] = shape_of(output)
+        else:
+            keys[output.key] = shape_of(output)
+    return keys
+
+
+def probe_meta(probe, spec: NetworkSpec) -> dict:
+    """``probe.meta(spec)`` plus the probe's declared ``outputs`` and ``headline`` (JSON), as stored."""
+    meta = dict(probe.meta(spec))
+    if getattr(probe, "outputs", None):
+        meta["outputs"] = [{"key": o.key, "shape": list(o.shape), "meaning": o.meaning} for o in probe.outputs]
+    if getattr(probe, "headline", None) is not None:
+        meta["headline"] = probe.headline.to_json()
+    return meta
+
+
+def headline_value(headline: Headline, arrays: dict, layers) -> float | None:
+    """The headline number of one network's stored arrays (each stacked over steps), or None."""
+    key = headline.resolved_key(layers or [])
+    if key is None or key not in arrays or len(arrays[key]) == 0:
+        return None
+    values = np.asarray(arrays[key], dtype=np.float64)
+    per_step = values.reshape(len(values), -1).mean(axis=1)
+    if headline.reduction == "last":
+        return float(per_step[-1])
+    if headline.reduction == "median":
+        return float(np.nanmedian(per_step))
+    return float(np.nanstd(values))

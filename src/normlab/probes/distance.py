@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import jax.numpy as jnp
 
-from normlab.probes.base import ProbeContext, Schedule, every
+from normlab.probes.base import Headline, Output, ProbeContext, Schedule, every
 from normlab.train import NetworkSpec, state_at
 
 
@@ -21,6 +21,11 @@ class DistanceProbe:
     bn_mode: str = "none"
     name: str = "distance"
     needs = ()
+    outputs = (
+        Output("{layer}", (), "||W_t - W_0||_2 of the layer's kernel"),
+        Output("total", (), "||W_t - W_0||_2 of all kernels together"),
+    )
+    headline = Headline("total", "last", "distance of all weights from init at the end")
 
     def setup(self, spec: NetworkSpec, state) -> dict:
         """The initial parameters ``W_0`` (the distances are measured from them)."""

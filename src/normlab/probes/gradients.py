@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from normlab.probes.base import ProbeContext, Schedule, check_bn_mode, every
+from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_bn_mode, every
 from normlab.train import NetworkSpec, state_at
 
 
@@ -73,6 +73,14 @@ class GradientsProbe:
     tracked_index: int = 0
     bn_mode: str = "train"
     name: str = "gradients"
+    outputs = (
+        Output("{layer}.mean", (), "mean of the kernel's gradient entries"),
+        Output("{layer}.std", (), "standard deviation of the kernel's gradient entries"),
+        Output("{layer}.norm", (), "||G||_2 of the flattened kernel gradient"),
+        Output("{layer}.hist", ("bins",), "counts of the gradient entries in the symmetric log bins of meta edges"),
+        Output("tracked", (), "the gradient of one kernel entry (meta tracked_layer, tracked_index)"),
+    )
+    headline = Headline("tracked", "std", "spread (std over steps) of the tracked parameter's gradient")
 
     def __post_init__(self):
         if check_bn_mode(self.bn_mode) != "train":

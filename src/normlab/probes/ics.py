@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normlab.probes.base import ProbeContext, Schedule, check_bn_mode, every
+from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_bn_mode, every
 from normlab.probes.shared import mode_loss
 from normlab.train import NetworkSpec, NetworkState
 
@@ -251,6 +251,14 @@ class ICSProbe:
     bn_mode: str = "train"
     strategy: str = "unrolled"
     name: str = "ics"
+    outputs = (
+        Output("l2", ("layers",), "||G_i - G'_i||_2 per weight layer (ideal 0)"),
+        Output("cosine", ("layers",), "cos(G_i, G'_i) per weight layer (ideal 1; NaN for a zero gradient)"),
+        Output("grad_norm", ("layers",), "||G_i||_2"),
+        Output("shifted_grad_norm", ("layers",), "||G'_i||_2"),
+        Output("cosine_mean", (), "mean cosine over layers 2..k"),
+    )
+    headline = Headline("cosine_mean", "median", "median over the run of cosine_mean (mean over layers/points)")
 
     def __post_init__(self):
         check_bn_mode(self.bn_mode)
@@ -261,8 +269,6 @@ class ICSProbe:
             "available": True,
             "bn_mode": self.bn_mode,
             "layers": list(spec.weight_layer_names),
-            "keys": {"l2": "(layers,)", "cosine": "(layers,)", "grad_norm": "(layers,)",
-                     "shifted_grad_norm": "(layers,)", "cosine_mean": "()"},
             "formula": "G_i = dL/dW_i at W^t; G'_i = dL/dW_i at (W_<i^{t+1}, W_>=i^t) with W^{t+1} the "
                        "optimizer's real update; l2 = ||G_i - G'_i||_2, cosine = <G_i,G'_i>/(|G_i||G'_i|)",
             "update": "optax tx.update(training grads, opt_state, params), applied to the parameters of "
@@ -271,7 +277,6 @@ class ICSProbe:
                                 "prefix with its path (bias, following norm); ties are held at W^t",
             "strategy": self.strategy,
             "paper": "S18 Def. 2.1, Fig. 3",
-            "headline": "cosine_mean",
         }
 
     def measure(self, ctx: ProbeContext) -> dict:

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from normlab.probes.base import ProbeContext, Schedule, at_steps, check_bn_mode, every
+from normlab.probes.base import Headline, Output, ProbeContext, Schedule, at_steps, check_bn_mode, every
 from normlab.probes.shared import global_norm, mode_loss
 from normlab.train import NetworkSpec
 
@@ -203,10 +203,19 @@ class LandscapeProbe(_WalkProbe):
     """
 
     name: str = "landscape"
+    outputs = (
+        Output("loss", ("points",), "L(theta - eta_j d)"),
+        Output("min", (), "min_j of loss"),
+        Output("max", (), "max_j of loss"),
+        Output("spread", (), "max - min of loss"),
+        Output("loss0", (), "L(theta)"),
+        Output("etas", ("points",), "the absolute step sizes eta_j"),
+    )
+    headline = Headline("spread", "median", "median over the run of spread (mean over layers/points)")
 
     def meta(self, spec: NetworkSpec) -> dict:
         return self._meta(spec, formula="loss_j = L(theta - eta_j d), eta_j = m_j * lr",
-                          paper="S18 Fig. 4a", headline="spread")
+                          paper="S18 Fig. 4a")
 
     def measure(self, ctx: ProbeContext) -> dict:
         walk = self.walk(ctx)
@@ -224,10 +233,18 @@ class PredictivenessProbe(_WalkProbe):
     """
 
     name: str = "predictiveness"
+    outputs = (
+        Output("distance", ("points",), "||g(theta) - g(theta - eta_j d)||_2"),
+        Output("min", (), "min_j of distance"),
+        Output("max", (), "max_j of distance"),
+        Output("grad_norm", (), "||g(theta)||_2"),
+        Output("etas", ("points",), "the absolute step sizes eta_j"),
+    )
+    headline = Headline("max", "median", "median over the run of max (mean over layers/points)")
 
     def meta(self, spec: NetworkSpec) -> dict:
         return self._meta(spec, formula="distance_j = ||g(theta) - g(theta - eta_j d)||_2 (all parameters)",
-                          paper="S18 Fig. 4b", headline="max")
+                          paper="S18 Fig. 4b")
 
     def measure(self, ctx: ProbeContext) -> dict:
         walk = self.walk(ctx)
@@ -245,10 +262,16 @@ class BetaSmoothnessProbe(_WalkProbe):
     """
 
     name: str = "beta_smoothness"
+    outputs = (
+        Output("beta", (), "max_j of ratio"),
+        Output("ratio", ("points",), "||g(theta) - g(theta - eta_j d)||_2 / ||eta_j d||_2"),
+        Output("etas", ("points",), "the absolute step sizes eta_j"),
+    )
+    headline = Headline("beta", "median", "median over the run of beta (mean over layers/points)")
 
     def meta(self, spec: NetworkSpec) -> dict:
         return self._meta(spec, formula="beta = max_j ||g(theta) - g(theta - eta_j d)||_2 / ||eta_j d||_2",
-                          paper="S18 Fig. 4c", headline="beta")
+                          paper="S18 Fig. 4c")
 
     def measure(self, ctx: ProbeContext) -> dict:
         walk = self.walk(ctx)
@@ -273,10 +296,18 @@ class DivergenceProbe(_WalkProbe):
     spacing: str = "log"
     name: str = "divergence"
     relative_to_lr = False
+    outputs = (
+        Output("ratio", ("points",), "L(theta - eta_j d) / L(theta)"),
+        Output("loss", ("points",), "L(theta - eta_j d)"),
+        Output("loss0", (), "L(theta)"),
+        Output("max_ratio", (), "max_j of ratio"),
+        Output("etas", ("points",), "the absolute step sizes eta_j"),
+    )
+    headline = Headline("max_ratio", "median", "median over the run of max_ratio (mean over layers/points)")
 
     def meta(self, spec: NetworkSpec) -> dict:
         return self._meta(spec, formula="ratio_j = L(theta - eta_j d) / L(theta), eta_j absolute",
-                          paper="B18 (Bjorck et al. 2018), relative loss after one step", headline="max_ratio")
+                          paper="B18 (Bjorck et al. 2018), relative loss after one step")
 
     def measure(self, ctx: ProbeContext) -> dict:
         walk = self.walk(ctx)
