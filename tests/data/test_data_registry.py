@@ -28,7 +28,7 @@ def test_unknown_dataset_lists_the_valid_names():
 
 
 def test_unknown_option_and_normalization_are_rejected():
-    with pytest.raises(UnknownNameError, match="unknown digits option 'num_train'; valid: seed"):
+    with pytest.raises(UnknownNameError, match="unknown dataset 'digits' option 'num_train'; valid: seed"):
         load_dataset("digits", num_train=10)
     with pytest.raises(UnknownNameError, match="unknown normalization 'zca'"):
         load_dataset("digits", normalize="zca")

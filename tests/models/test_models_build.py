@@ -24,7 +24,7 @@ def test_registry_lists_every_model_and_rejects_unknown_names(tiny, rngs):
     with pytest.raises(UnknownNameError, match="valid: dln, ioffe_mlp, lenet, mlp, vgg"):
         build_model("resnet", input_shape=(4,), num_classes=2, rngs=rngs())
     bad = [
-        (dict(depth=3), "unknown option.*depth.*valid: init_std"),  # ioffe_mlp has no depth
+        (dict(depth=3), "unknown model 'ioffe_mlp' option 'depth'; valid: init_std"),  # ioffe_mlp has no depth
         (dict(activation="swish"), "unknown activation"),
         (dict(norm_position="middle"), "unknown norm position"),
         (dict(conv_path="fft"), "unknown conv path"),

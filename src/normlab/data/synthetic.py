@@ -7,6 +7,8 @@ class prototypes and the whole test split unchanged.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from normlab.data.dataset import Dataset
@@ -128,3 +130,11 @@ def load_dln_gaussian(
         task="regression",
         normalization="none",
     )
+
+
+def load_synthetic_cifar(*, data_dir=None, normalize: str | None = None, num_train: int = 2048,
+                         num_test: int = 512, noise: float = 0.5, seed: int = 0) -> Dataset:
+    """``synthetic`` at CIFAR-10's shape (32x32x3, 10 classes), for download-free VGG runs."""
+    data = load_synthetic(data_dir=data_dir, normalize=normalize, num_train=num_train, num_test=num_test,
+                          image_size=32, channels=3, noise=noise, seed=seed)
+    return dataclasses.replace(data, name="synthetic_cifar")

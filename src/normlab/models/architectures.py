@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import jax
 
 from normlab.errors import NormlabError
+from normlab.registry import Registry
 
 Initializer = Callable[..., jax.Array]
 
@@ -212,8 +213,8 @@ def dln_architecture(input_shape, num_classes, width, *, depth: int = 25) -> Arc
                         "glorot_normal", use_bias=False, task="regression")
 
 
-# name -> (builder, one-line description). Options of a builder are its keyword-only arguments.
-ARCHITECTURES: dict[str, tuple[Callable[..., Architecture], str]] = {
+# name -> (builder, one-line description). A builder's options are its arguments with defaults.
+ARCHITECTURES: Registry[Architecture] = Registry("model", {
     "mlp": (mlp_architecture,
             "Part 1 MLP: Dense 256-128-64 ReLU on flattened input (MNIST), norm after each"),
     "ioffe_mlp": (ioffe_mlp_architecture,
@@ -224,7 +225,7 @@ ARCHITECTURES: dict[str, tuple[Callable[..., Architecture], str]] = {
               "d2l BNLeNet: 2 convs 5x5 + Dense 120-84, sigmoid, avg-pool, norm after each"),
     "dln": (dln_architecture,
             "S18 deep linear network: 25 square linear layers, no bias, regression"),
-}
+})
 
 
 def feature_shape_after(spec: LayerSpec, shape: tuple[int, ...]) -> tuple[int, ...]:

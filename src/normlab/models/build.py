@@ -11,7 +11,6 @@ Biases start at 0, so dropping one (``bias_before_norm=False``) shifts nothing e
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -29,7 +28,7 @@ from normlab.models.conv import CONV_PATHS, Conv
 from normlab.models.layers import ACTIVATIONS, NORM_POSITIONS, Dense, HiddenLayer, Network
 from normlab.norms import NORMS, make_norm
 
-MODELS: dict[str, str] = {name: description for name, (_, description) in ARCHITECTURES.items()}
+MODELS: dict[str, str] = ARCHITECTURES.descriptions()
 
 
 def model_names() -> list[str]:
@@ -39,22 +38,7 @@ def model_names() -> list[str]:
 
 def model_options(name: str) -> dict[str, Any]:
     """The model-specific options of ``name`` and their defaults (e.g. ``{"depth": 25}``)."""
-    builder, _ = ARCHITECTURES[check_name("model", name, MODELS)]
-    return {
-        p.name: p.default for p in inspect.signature(builder).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-
-
-
-
-def _check_options(name: str, options: Mapping[str, Any]) -> None:
-    allowed = model_options(name)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        valid = ", ".join(allowed) or "(none)"
-        raise NormlabError(f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
-                           f"valid: {valid}")
+    return ARCHITECTURES.options(name)
 
 
 def _check_exclude(norm_exclude: Iterable[int], num_hidden: int, names) -> frozenset[int]:
@@ -118,8 +102,7 @@ def build_model(
 
     Returns: a :class:`~normlab.models.layers.Network` meeting the models contract.
     """
-    check_name("model", name, MODELS)
-    _check_options(name, options)
+    ARCHITECTURES.check_options(name, options)
     check_name("norm position", norm_position, NORM_POSITIONS)
     check_name("conv path", conv_path, CONV_PATHS)
     if activation is not None:
@@ -136,8 +119,7 @@ def build_model(
                            "nnx.Rngs(params=..., dropout=...)")
     input_shape = tuple(int(d) for d in input_shape)
 
-    builder, _ = ARCHITECTURES[name]
-    arch = builder(input_shape, num_classes, width, **options)
+    arch = ARCHITECTURES.build(name, input_shape, num_classes, width, **options)
     names = tuple(spec.name for spec in arch.hidden)
     excluded = _check_exclude(norm_exclude, len(arch.hidden), names)
     check_name("norm", norm, NORMS)

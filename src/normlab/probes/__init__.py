@@ -1,13 +1,12 @@
 """Probes: measurements on a schedule, pure and jittable, composed into bundles.
 
-``PROBES`` maps each name to a one-line description; ``make_probe(name, **options)`` builds one.
+``PROBES_REGISTRY`` maps each name to its class and a one-line description;
+``make_probe(name, **options)`` builds one (options: the probe's dataclass fields).
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
-from normlab.errors import NormlabError, check_name
+from normlab.errors import check_name
 from normlab.probes.activations import ActivationsProbe
 from normlab.probes.base import (
     AnyOf,
@@ -32,24 +31,23 @@ from normlab.probes.distance import DistanceProbe
 from normlab.probes.gradients import GradientsProbe
 from normlab.probes.ics import ICSProbe
 from normlab.probes.landscape import BetaSmoothnessProbe, DivergenceProbe, LandscapeProbe, PredictivenessProbe
+from normlab.registry import Registry
 
-_FACTORIES: dict[str, tuple[str, Callable[..., Probe]]] = {
-    "activations": (
-        "per-layer activation histograms, mean/std, per-unit moments, tracked unit's 15/50/85th percentiles",
-        ActivationsProbe,
-    ),
-    "gradients": ("per-layer gradient mean/std/norm and histograms, one tracked parameter's gradient", GradientsProbe),
-    "distance": ("per-layer distance of the weights from their initialization (S18 Lemma 4.5)", DistanceProbe),
-    "ics": ("per-layer gradient ICS ||G - G'|| and cos(G, G') after the real update of earlier layers (S18 Fig. 3)",
-            ICSProbe),
-    "landscape": ("loss L(theta - eta g) at K step sizes along the gradient, min-max band (S18 Fig. 4a)", LandscapeProbe),
-    "predictiveness": ("gradient change ||g(theta) - g(theta - eta g)|| at K step sizes (S18 Fig. 4b)",
-                       PredictivenessProbe),
-    "beta_smoothness": ("effective beta-smoothness max_eta ||g(theta) - g(theta - eta g)|| / ||eta g|| (S18 Fig. 4c)",
-                        BetaSmoothnessProbe),
-    "divergence": ("relative loss L(theta - eta g) / L(theta) on a log grid of step sizes (B18)", DivergenceProbe),
-}
-
+PROBES_REGISTRY: Registry[Probe] = Registry("probe", {
+    "activations": (ActivationsProbe, "per-layer activation histograms, mean/std, per-unit moments, tracked unit's "
+                    "15/50/85th percentiles"),
+    "gradients": (GradientsProbe, "per-layer gradient mean/std/norm and histograms, one tracked parameter's gradient"),
+    "distance": (DistanceProbe, "per-layer distance of the weights from their initialization (S18 Lemma 4.5)"),
+    "ics": (ICSProbe, "per-layer gradient ICS ||G - G'|| and cos(G, G') after the real update of earlier layers "
+            "(S18 Fig. 3)"),
+    "landscape": (LandscapeProbe, "loss L(theta - eta g) at K step sizes along the gradient, min-max band "
+                  "(S18 Fig. 4a)"),
+    "predictiveness": (PredictivenessProbe, "gradient change ||g(theta) - g(theta - eta g)|| at K step sizes "
+                       "(S18 Fig. 4b)"),
+    "beta_smoothness": (BetaSmoothnessProbe, "effective beta-smoothness max_eta ||g(theta) - g(theta - eta g)|| / "
+                        "||eta g|| (S18 Fig. 4c)"),
+    "divergence": (DivergenceProbe, "relative loss L(theta - eta g) / L(theta) on a log grid of step sizes (B18)"),
+}, common=("name",))  # a probe's options are its dataclass fields
 
 # Bundles by cost (cockpit's economy / business / full): what a probe step adds to a training step.
 BUNDLES: dict[str, tuple[str, ...]] = {
@@ -66,33 +64,29 @@ def expand_bundles(names) -> tuple[str, ...]:
     """Probe names with bundle names replaced by their members (order kept, no repeats)."""
     expanded: list[str] = []
     for name in names:
-        check_name("probe or bundle", name, [*_FACTORIES, *BUNDLES])
+        check_name("probe or bundle", name, [*PROBES_REGISTRY, *BUNDLES])
         for member in BUNDLES.get(name, (name,)):
             if member not in expanded:
                 expanded.append(member)
     return tuple(expanded)
 
 
-def register_probe(name: str, description: str, factory: Callable[..., Probe]) -> None:
-    """Add a probe to the registry (used by the probe modules themselves)."""
-    _FACTORIES[name] = (description, factory)
-
-
 def probe_names() -> list[str]:
-    return list(_FACTORIES)
+    return list(PROBES_REGISTRY.names())
 
 
 def probe_descriptions() -> dict[str, str]:
-    return {name: description for name, (description, _factory) in _FACTORIES.items()}
+    return PROBES_REGISTRY.descriptions()
+
+
+def probe_options(name: str) -> dict:
+    """The options (dataclass fields) of probe ``name`` and their defaults."""
+    return PROBES_REGISTRY.options(name)
 
 
 def make_probe(name: str, **options) -> Probe:
     """Build the probe ``name`` with ``options`` (its dataclass fields)."""
-    _description, factory = _FACTORIES[check_name("probe", name, _FACTORIES)]
-    try:
-        return factory(**options)
-    except TypeError as error:
-        raise NormlabError(f"probe {name!r}: {error}") from None
+    return PROBES_REGISTRY.build(name, **options)
 
 
 __all__ = [
@@ -126,5 +120,6 @@ __all__ = [
     "never",
     "probe_descriptions",
     "probe_names",
-    "register_probe",
+    "probe_options",
+    "PROBES_REGISTRY",
 ]
