@@ -7,7 +7,7 @@ The public API, re-exported lazily (``import normlab`` stays cheap until a name 
     config = normlab.apply_overrides(normlab.get_preset("quickstart").config, ["epochs=3"])
     result = normlab.run_experiment(config, out="runs")
     run = normlab.load_run(result.path)          # .config, .metrics (DataFrame), .probe(...)
-    run.metrics.dropna(subset=["test_accuracy"]).groupby("network").test_accuracy.last()
+    run.final_metrics()                          # last and best evaluation per network
 """
 
 from __future__ import annotations

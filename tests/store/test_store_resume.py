@@ -83,7 +83,7 @@ def test_truncate_after_minus_one_empties_the_run(store):
     store.flush()
     store.truncate_after(-1)
     run = load_run(store.path)
-    assert run.metrics.empty and list(run.metrics.columns) == ["step", "network", "loss", "accuracy"]
+    assert run.metrics.empty and list(run.metrics.columns) == ["step", "network", "kind", "loss", "accuracy"]
     assert run.probe_names == ["activations"] and run.networks("activations") == []
     store.append_probe("activations", "bn", 0, {"hist": np.zeros(2)})  # step 0 may be recorded again
 

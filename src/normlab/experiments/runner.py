@@ -33,15 +33,9 @@ from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
 from normlab.train.compile_time import CompileTimer
 from normlab.train import NetworkSpec, NetworkState, evaluate_batch, make_network, make_optimizer, train_step
 
-METRIC_COLUMNS = [
-    "loss",
-    "accuracy",
-    "lr",
-    "test_loss",
-    "test_accuracy",
-    "train_eval_loss",
-    "train_eval_accuracy",
-]
+TRAIN_COLUMNS = ["loss", "accuracy", "lr"]  # kind "train": the step's batch, before its update
+EVAL_COLUMNS = ["test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy"]  # kind "eval"
+METRIC_COLUMNS = TRAIN_COLUMNS + EVAL_COLUMNS
 EVAL_CHUNK = 500
 
 # ------------------------------------------------------------------------------------- building
@@ -386,7 +380,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
                     continue  # a diverged network stopped: no rows after its divergence step
                 if not math.isfinite(loss) and name not in diverged:
                     diverged[name] = s
-                rows.append({"step": s, "network": name, "loss": float(loss),
+                rows.append({"step": s, "network": name, "kind": "train", "loss": float(loss),
                              "accuracy": float(accuracy), "lr": float(learning_rates[s])})
         store.append_metrics(rows)
         for s, outputs in pending_probes:
@@ -408,7 +402,8 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
         for i, name in enumerate(names):
             if name in diverged:
                 continue
-            row = {"step": s, "network": name, "test_loss": float(test[i, 0]), "train_eval_loss": float(train_part[i, 0])}
+            row = {"step": s, "network": name, "kind": "eval", "test_loss": float(test[i, 0]),
+                   "train_eval_loss": float(train_part[i, 0])}
             if dataset.task == "classification":
                 row |= {"test_accuracy": float(test[i, 1]), "train_eval_accuracy": float(train_part[i, 1])}
             rows.append(row)
@@ -490,18 +485,5 @@ def _train_eval_subset(config: Config, dataset: Dataset):
 
 
 def final_metrics(path: str | Path) -> dict[str, dict[str, float]]:
-    """Final and best evaluation metrics of every network of a stored run."""
-    metrics = load_run(path).metrics
-    result = {}
-    for name, rows in metrics.groupby("network", sort=False):
-        evals = rows.dropna(subset=["test_loss"])
-        if evals.empty:
-            continue
-        last = evals.iloc[-1]
-        entry = {"step": int(last["step"])}
-        for column in ("test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy"):
-            entry[column] = float(last[column])
-        if evals["test_accuracy"].notna().any():
-            entry["best_test_accuracy"] = float(evals["test_accuracy"].max())
-        result[name] = entry
-    return result
+    """Final and best evaluation metrics of every network of a stored run (``Run.final_metrics``)."""
+    return load_run(path).final_metrics(columns=EVAL_COLUMNS, best=("test_accuracy",))

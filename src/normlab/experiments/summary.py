@@ -20,22 +20,20 @@ def _fmt(value: float, percent: bool = False) -> str:
 
 def metrics_table(run) -> list[str]:
     """Final (and best) train/test loss and accuracy of every network, one row each."""
-    metrics = run.metrics
     diverged = run.info.get("diverged", {}) or {}
+    final = run.final_metrics(best=("test_accuracy",))
     header = f"{'network':<14}{'train acc':>11}{'test acc':>11}{'best test':>11}{'train loss':>12}{'test loss':>11}  status"
     lines = [header, "-" * len(header)]
     for name in run.config["networks"]:
-        rows = metrics[metrics["network"] == name]
-        evals = rows.dropna(subset=["test_loss"])
         status = f"diverged at step {diverged[name]}" if name in diverged else "ok"
-        if evals.empty:
+        if name not in final:
             lines.append(f"{name:<14}{'-':>11}{'-':>11}{'-':>11}{'-':>12}{'-':>11}  {status}")
             continue
-        last = evals.iloc[-1]
-        best = evals["test_accuracy"].max()
+        last = final[name]
+        cell = lambda column, percent=False: _fmt(last.get(column), percent)  # noqa: E731
         lines.append(
-            f"{name:<14}{_fmt(last['train_eval_accuracy'], True):>11}{_fmt(last['test_accuracy'], True):>11}"
-            f"{_fmt(best, True):>11}{_fmt(last['train_eval_loss']):>12}{_fmt(last['test_loss']):>11}  {status}"
+            f"{name:<14}{cell('train_eval_accuracy', True):>11}{cell('test_accuracy', True):>11}"
+            f"{cell('best_test_accuracy', True):>11}{cell('train_eval_loss'):>12}{cell('test_loss'):>11}  {status}"
         )
     return lines
 
@@ -96,7 +94,7 @@ def sweep_summary_lines(directory: str | Path) -> list[str]:
     groups: dict[tuple, dict[str, list[float]]] = {}
     for member in sweep["members"]:
         run = load_run(Path(directory) / member["dir"])
-        evals = run.metrics.dropna(subset=["test_loss"])
+        evals = run.evaluations()
         key = tuple(sorted(member["settings"].items()))
         for network, rows in evals.groupby("network", sort=False):
             diverged = network in (run.info.get("diverged") or {})

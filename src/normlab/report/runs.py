@@ -246,25 +246,19 @@ def union_in_order(lists) -> list[str]:
 
 
 def eval_rows(report_run: ReportRun, network: str):
-    """The evaluation rows (test metrics present) of ``network``; None if there are no metrics."""
+    """The evaluation rows (``kind == "eval"``) of ``network``; None if there are no metrics."""
     metrics = safe_metrics(report_run)
     if metrics is None or "test_loss" not in metrics:
         return None
-    rows = metrics[metrics["network"] == network]
-    return rows[rows["test_loss"].notna() | _notna(rows, "test_accuracy")]
+    return metrics[(metrics["network"] == network) & (metrics["kind"] == "eval")]
 
 
 def train_rows(report_run: ReportRun, network: str):
-    """The per-step training rows (batch loss present) of ``network``."""
+    """The per-step training rows (``kind == "train"``) of ``network``."""
     metrics = safe_metrics(report_run)
     if metrics is None or "loss" not in metrics:
         return None
-    rows = metrics[metrics["network"] == network]
-    return rows[rows["loss"].notna()]
-
-
-def _notna(rows, column: str):
-    return rows[column].notna() if column in rows else False
+    return metrics[(metrics["network"] == network) & (metrics["kind"] == "train")]
 
 
 def safe_metrics(report_run: ReportRun):

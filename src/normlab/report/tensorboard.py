@@ -73,7 +73,7 @@ def write_metrics(writer, run, network: str) -> None:
     metrics = run.metrics
     rows = metrics[metrics["network"] == network]
     for column in metrics.columns:
-        if column in ("step", "network"):
+        if column in ("step", "network", "kind"):
             continue
         present = rows[["step", column]].dropna()
         for step, value in zip(present["step"].to_numpy(), present[column].to_numpy(float)):

@@ -5,7 +5,7 @@
     <run>/
       run.json                      provenance, status, start/end time (replaced atomically)
       config.json                   the resolved config (written once)
-      metrics.csv                   step,network,<metric columns...> (appended, fsynced per flush)
+      metrics.csv                   step,network,kind,<metric columns...> (appended, fsynced per flush)
       probes/<probe>/meta.json      probe metadata (replaced atomically)
       probes/<probe>/<network>/<first:09d>-<last:09d>.npz   one chunk per flush
       checkpoints/<step:09d>.msgpack                         model/optimizer state

@@ -1,4 +1,9 @@
-"""``metrics.csv``: one row per (step, network), appended in complete lines.
+"""``metrics.csv``: one row per (step, network, kind), appended in complete lines.
+
+Columns: ``step,network,kind`` then the run's metric columns. ``kind`` says what a row is:
+"train" (a training step's batch metrics) or "eval" (an evaluation). Files written before the
+column existed (``step,network,<metrics>``) stay readable: their kind is inferred by the rule
+their readers used, "eval" where ``test_loss`` is present (:func:`legacy_kind`).
 
 The file is only ever appended to, one fsynced write per flush, so a flush costs the size of the
 new rows, not of the whole history. A run killed in the middle of a write can leave a final line
@@ -20,11 +25,13 @@ from normlab.errors import NormlabError
 from normlab.store.layout import check_component_name
 
 KEY_COLUMNS = ("step", "network")
+KIND_COLUMN = "kind"
+KINDS = ("train", "eval")
 
 
 def header_line(metric_columns: list[str]) -> bytes:
-    """The CSV header: ``step,network`` then the metric columns."""
-    return _csv_line([*KEY_COLUMNS, *metric_columns])
+    """The CSV header: ``step,network,kind`` then the metric columns."""
+    return _csv_line([*KEY_COLUMNS, KIND_COLUMN, *metric_columns])
 
 
 def check_metric_columns(metric_columns) -> list[str]:
@@ -32,7 +39,7 @@ def check_metric_columns(metric_columns) -> list[str]:
     columns = list(metric_columns)
     if not all(isinstance(name, str) and name for name in columns):
         raise ValueError(f"metric columns must be non-empty strings, got {columns!r}")
-    clashes = sorted(set(columns) & set(KEY_COLUMNS))
+    clashes = sorted(set(columns) & {*KEY_COLUMNS, KIND_COLUMN})
     if clashes:
         raise ValueError(f"metric columns must not include the key columns {clashes}")
     if len(set(columns)) != len(columns):
@@ -40,9 +47,13 @@ def check_metric_columns(metric_columns) -> list[str]:
     return columns
 
 
-def format_row(row: dict, metric_columns: list[str]) -> tuple[int, bytes]:
-    """``(step, csv line)`` for one metrics row; missing metrics are left empty (NaN in pandas)."""
-    unknown = sorted(set(row) - set(KEY_COLUMNS) - set(metric_columns))
+def format_row(row: dict, metric_columns: list[str], *, with_kind: bool = True) -> tuple[int, bytes]:
+    """``(step, csv line)`` for one metrics row; missing metrics are left empty (NaN in pandas).
+
+    ``row["kind"]`` (optional) is one of ``KINDS``; ``with_kind=False`` writes a file of the
+    older format (no kind column), as a resumed older run has.
+    """
+    unknown = sorted(set(row) - {*KEY_COLUMNS, KIND_COLUMN} - set(metric_columns))
     if unknown:
         raise NormlabError(
             f"unknown metric column(s) {', '.join(unknown)}; "
@@ -53,7 +64,11 @@ def format_row(row: dict, metric_columns: list[str]) -> tuple[int, bytes]:
         raise ValueError(f"every metrics row needs {' and '.join(KEY_COLUMNS)}; missing {missing}")
     step = as_step(row["step"])
     network = check_component_name("network", row["network"])
-    values = [step, network, *(_cell(name, row.get(name)) for name in metric_columns)]
+    kind = row.get(KIND_COLUMN)
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"a metrics row's kind must be one of {KINDS}, got {kind!r}")
+    kind_cell = [kind or ""] if with_kind else []
+    values = [step, network, *kind_cell, *(_cell(name, row.get(name)) for name in metric_columns)]
     return step, _csv_line(values)
 
 
@@ -110,12 +125,23 @@ def to_dataframe(data: bytes):
     import pandas as pd  # pandas is only needed by readers; writers stay light to import
 
     if not data:
-        return pd.DataFrame(columns=list(KEY_COLUMNS))
-    frame = pd.read_csv(io.BytesIO(data), dtype={"network": str})
+        return pd.DataFrame(columns=[*KEY_COLUMNS, KIND_COLUMN])
+    frame = pd.read_csv(io.BytesIO(data), dtype={"network": str, KIND_COLUMN: str})
     if frame.empty:  # header only: give the columns the dtypes they will have once rows exist
-        metric_dtypes = {name: "float64" for name in frame.columns if name not in KEY_COLUMNS}
+        metric_dtypes = {name: "float64" for name in frame.columns if name not in (*KEY_COLUMNS, KIND_COLUMN)}
         frame = frame.astype({"step": "int64", **metric_dtypes})
+    inferred = legacy_kind(frame)
+    if KIND_COLUMN not in frame:
+        frame.insert(len(KEY_COLUMNS), KIND_COLUMN, inferred)
+    else:
+        frame[KIND_COLUMN] = frame[KIND_COLUMN].fillna(inferred).astype(object)
     return frame
+
+
+def legacy_kind(frame):
+    """The kind of rows written without one: "eval" where ``test_loss`` is present, else "train"."""
+    evals = frame["test_loss"].notna().to_numpy() if "test_loss" in frame else np.zeros(len(frame), bool)
+    return np.where(evals, "eval", "train").astype(object)
 
 
 def _cell(name: str, value):

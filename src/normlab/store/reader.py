@@ -46,8 +46,45 @@ class Run:
 
     @cached_property
     def metrics(self):
-        """``metrics.csv`` as a DataFrame (``step``, ``network``, metric columns; NaN = missing)."""
+        """``metrics.csv`` as a DataFrame (``step``, ``network``, ``kind``, metric columns; NaN = missing).
+
+        ``kind`` is "train" or "eval" (inferred for files written before the column existed).
+        """
         return metrics.to_dataframe(metrics.read_metrics_bytes(self.path / layout.METRICS_FILE))
+
+    def training(self, network: str | None = None):
+        """The training rows (``kind == "train"``), of one network or all."""
+        return self._rows("train", network)
+
+    def evaluations(self, network: str | None = None):
+        """The evaluation rows (``kind == "eval"``), of one network or all."""
+        return self._rows("eval", network)
+
+    def final_metrics(self, columns=None, best=("test_accuracy",)) -> dict[str, dict[str, float]]:
+        """The last evaluation of every network that has one, and the best values over the run.
+
+        ``{network: {"step": int, column: float, ..., "best_<b>": float}}``: ``columns`` default
+        to the metric columns with a value in some evaluation; ``best_<b>`` (the maximum over
+        the run's evaluations) is there for each ``b`` in ``best`` that has a value.
+        """
+        evals = self.evaluations()
+        if columns is None:
+            columns = [c for c in evals.columns if c not in (*metrics.KEY_COLUMNS, metrics.KIND_COLUMN)
+                       and evals[c].notna().any()]
+        result = {}
+        for network, rows in evals.groupby("network", sort=False):
+            last = rows.iloc[-1]
+            entry = {"step": int(last["step"]), **{column: float(last[column]) for column in columns}}
+            for column in best:
+                if column in rows and rows[column].notna().any():
+                    entry[f"best_{column}"] = float(rows[column].max())
+            result[network] = entry
+        return result
+
+    def _rows(self, kind: str, network: str | None):
+        frame = self.metrics
+        rows = frame[frame[metrics.KIND_COLUMN] == kind]
+        return rows if network is None else rows[rows["network"] == network]
 
     @property
     def probe_names(self) -> list[str]:

@@ -61,10 +61,11 @@ def new_run_dir(root, name: str) -> Path:
 class RunStore:
     """A run directory opened for writing. Make one with ``create`` (new) or ``open`` (resume)."""
 
-    def __init__(self, path: Path, metric_columns: list[str]):
+    def __init__(self, path: Path, metric_columns: list[str], *, with_kind: bool = True):
         """Use ``RunStore.create`` or ``RunStore.open``; this only sets up empty buffers."""
         self.path = Path(path)
         self.metric_columns = list(metric_columns)
+        self._with_kind = with_kind  # False for a run written before metrics.csv had a kind column
         self._metric_rows: list[tuple[int, bytes]] = []  # (step, csv line) awaiting flush
         self._probe_buffers: dict[tuple[str, str], probes.ProbeBuffer] = {}
         # Last step on disk per (probe, network), read lazily from chunk names.
@@ -112,7 +113,9 @@ class RunStore:
         columns = metrics.header_columns(header)
         if columns[: len(metrics.KEY_COLUMNS)] != list(metrics.KEY_COLUMNS):
             raise NormlabError(f"{path / layout.METRICS_FILE} does not start with the columns step,network")
-        return cls(path, columns[len(metrics.KEY_COLUMNS) :])
+        rest = columns[len(metrics.KEY_COLUMNS) :]
+        with_kind = rest[:1] == [metrics.KIND_COLUMN]
+        return cls(path, rest[1:] if with_kind else rest, with_kind=with_kind)
 
     def load(self):
         """The run as ``load_run`` reads it from disk (buffered, unflushed data is not included)."""
@@ -133,11 +136,12 @@ class RunStore:
     # ---------------------------------------------------------------- buffered measurements
 
     def append_metrics(self, rows: list[dict]) -> None:
-        """Buffer metric rows (each needs ``step`` and ``network``; other keys must be columns).
+        """Buffer metric rows (each needs ``step`` and ``network``, may have ``kind`` ("train" or
+        "eval"); other keys must be columns).
 
         Rows are validated now, so a bad row fails here rather than at the next flush.
         """
-        formatted = [metrics.format_row(row, self.metric_columns) for row in rows]
+        formatted = [metrics.format_row(row, self.metric_columns, with_kind=self._with_kind) for row in rows]
         self._metric_rows.extend(formatted)
 
     def append_probe(self, name: str, network: str, step: int, arrays: dict) -> None:
