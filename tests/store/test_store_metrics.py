@@ -14,9 +14,9 @@ from normlab.store import RunStore, load_run
 
 def test_header_is_written_at_create_and_reads_as_empty_frame(store):
     frame = pd.read_csv(store.path / "metrics.csv")
-    assert list(frame.columns) == ["step", "network", "loss", "accuracy"]
+    assert list(frame.columns) == ["step", "network", "kind", "loss", "accuracy"]
     loaded = load_run(store.path).metrics
-    assert loaded.empty and list(loaded.columns) == ["step", "network", "loss", "accuracy"]
+    assert loaded.empty and list(loaded.columns) == ["step", "network", "kind", "loss", "accuracy"]
 
 
 def test_rows_are_on_disk_only_after_flush(store):
@@ -97,3 +97,44 @@ def test_bad_metric_columns_are_rejected_before_anything_is_written(make_store, 
     with pytest.raises(ValueError):
         make_store("bad", metric_columns=columns)
     assert not (tmp_path / "bad").exists()
+
+
+def _evaluated_run(make_store):
+    store = make_store(metric_columns=["loss", "test_loss", "test_accuracy"])
+    store.append_metrics([
+        {"step": 0, "network": "a", "kind": "eval", "test_loss": 2.0, "test_accuracy": 0.1},
+        {"step": 0, "network": "a", "kind": "train", "loss": 2.1},
+        {"step": 1, "network": "a", "kind": "train", "loss": float("nan")},
+        {"step": 2, "network": "a", "kind": "eval", "test_loss": 1.0, "test_accuracy": 0.7},
+        {"step": 4, "network": "a", "kind": "eval", "test_loss": 1.5, "test_accuracy": 0.5},
+        {"step": 4, "network": "b", "kind": "eval", "test_loss": 3.0},
+    ])
+    store.flush()
+    return store
+
+
+def test_kind_tells_training_from_evaluation_rows_and_final_metrics_read_them(make_store):
+    run = load_run(_evaluated_run(make_store).path)
+    assert run.training()["step"].tolist() == [0, 1]  # a NaN loss is still a training row
+    assert run.evaluations("a")["step"].tolist() == [0, 2, 4]
+    final = run.final_metrics()
+    assert final["a"] == {"step": 4, "test_loss": 1.5, "test_accuracy": 0.5, "best_test_accuracy": 0.7}
+    assert final["b"]["step"] == 4 and math.isnan(final["b"]["test_accuracy"]) and "best_test_accuracy" not in final["b"]
+    with pytest.raises(ValueError, match="kind"):
+        make_store("other").append_metrics([{"step": 0, "network": "a", "kind": "test"}])
+
+
+def test_files_without_a_kind_column_read_and_resume_as_before(make_store):
+    """Runs written before the column existed: kind inferred (eval where test_loss is present)."""
+    store = _evaluated_run(make_store)
+    path = store.path / "metrics.csv"
+    frame = pd.read_csv(path).drop(columns="kind")
+    frame.to_csv(path, index=False)  # the older format: step,network,<metrics>
+    run = load_run(store.path)
+    assert run.metrics["kind"].tolist() == ["eval", "train", "train", "eval", "eval", "eval"]
+    assert run.final_metrics()["a"]["best_test_accuracy"] == 0.7
+    reopened = RunStore.open(store.path)
+    reopened.append_metrics([{"step": 5, "network": "a", "kind": "train", "loss": 0.5}])
+    reopened.flush()
+    assert pd.read_csv(path).columns.tolist() == ["step", "network", "loss", "test_loss", "test_accuracy"]
+    assert load_run(store.path).training("a")["step"].tolist() == [0, 1, 5]

@@ -134,7 +134,7 @@ def to_dataframe(data: bytes):
     if KIND_COLUMN not in frame:
         frame.insert(len(KEY_COLUMNS), KIND_COLUMN, inferred)
     else:
-        frame[KIND_COLUMN] = frame[KIND_COLUMN].fillna(inferred).astype(object)
+        frame[KIND_COLUMN] = frame[KIND_COLUMN].where(frame[KIND_COLUMN].notna(), inferred).astype(object)
     return frame
 
 
