@@ -62,3 +62,11 @@ def test_probe_bundles_expand_and_divergence_gets_its_own_schedule():
     assert schedules["divergence"](2) and not schedules["divergence"](14)
     with pytest.raises(UnknownNameError, match="standard"):
         build_probes(apply_overrides(default_config(), ["probes=activations,everything"]))
+
+
+def test_config_files_of_older_runs_load_with_renamed_settings():
+    """``normalize`` was the input normalization's name before ``input_normalization``."""
+    stored = to_dict(default_config()) | {"dataset": "mnist"}
+    stored["normalize"] = stored.pop("input_normalization")
+    stored["normalize"] = "unit"
+    assert from_dict(stored) == apply_overrides(default_config(), ["dataset=mnist", "input_normalization=unit"])

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from normlab.report import animation
-from normlab.report.activation_data import activation_series
+from normlab.report.series import activation_series
 from normlab.report.figures.activations import histogram_movie
 from normlab.report.runs import collect_runs
 from normlab.report.style import report_style
@@ -47,7 +47,7 @@ def test_frames_are_subsampled_evenly_with_first_and_last(pair_run):
 
 def test_a_stopped_network_shows_nothing_after_it_stopped(pair_run):
     """The baseline diverged at step 33: at later frames its histogram is empty, not stale."""
-    from normlab.report.activation_data import index_at
+    from normlab.report.series import index_at
 
     series = {s.network: s for s in activation_series(collect_runs([pair_run]))}
     assert index_at(series["none"], 30) == 3

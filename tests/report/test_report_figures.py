@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import report_synthetic as synthetic
-from normlab.report.activation_data import activation_series, histogram_density
+from normlab.report.series import activation_series, histogram_density
 from normlab.report.figures.drift import ROWS, drift_values, plot_moment_drift
 from normlab.report.figures.gradients import gradient_series, magnitude_histogram, plot_gradient_histograms
 from normlab.report.figures.santurkar import plot_ics, plot_landscape

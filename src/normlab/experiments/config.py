@@ -23,7 +23,7 @@ class Config:
     preset: str = "custom"  # name of the preset this config came from
     # --- data
     dataset: str = "digits"  # a name from `normlab list` (datasets)
-    normalize: str = ""  # dataset normalization: "" = the dataset's conventional one
+    input_normalization: str = ""  # of the input images: "" = the dataset's conventional one
     augment: bool = False  # CIFAR-10 random crop (pad 4) + horizontal flip
     # --- models: one network per entry of `networks`; the first is the baseline
     model: str = "mlp"
@@ -208,8 +208,13 @@ def to_dict(config: Config) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
+# Settings renamed since runs were first written: old key -> new key (old config.json files load).
+RENAMED_SETTINGS = {"normalize": "input_normalization"}
+
+
 def from_dict(data: dict) -> Config:
     """Inverse of ``to_dict``; unknown keys are an error (a run from a newer normlab)."""
+    data = {RENAMED_SETTINGS.get(key, key): value for key, value in data.items()}
     types_by_key = _field_types()
     unknown = set(data) - set(types_by_key)
     if unknown:

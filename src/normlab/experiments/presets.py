@@ -18,7 +18,7 @@ SANTURKAR_PROBES = ("ics", "landscape", "predictiveness", "beta_smoothness", "ac
 # The seed notebook's Part 1 study (SCIENCE.md section 4); quickstart is its digits-sized twin.
 PART1 = dict(
     dataset="mnist",
-    normalize="standardize_max1",
+    input_normalization="standardize_max1",
     model="mlp",
     optimizer="adam",
     lr=1e-3,
@@ -60,7 +60,7 @@ _PRESETS = [
         "quickstart",
         "Part 1 study on the embedded digits data: mlp with and without BN, Adam 1e-3, 15 epochs, well under a minute on 2 CPU cores",
         **PART1
-        | dict(dataset="digits", normalize="", epochs=15, probe_every=22, log_every=44, train_eval_size=1437),
+        | dict(dataset="digits", input_normalization="", epochs=15, probe_every=22, log_every=44, train_eval_size=1437),
     ),
     _preset(
         "part1",
@@ -88,7 +88,7 @@ _PRESETS = [
         "BN15 Fig. 1: ioffe_mlp (3x100 sigmoid) on MNIST, batch 60, 50,000 steps; SGD lr 0.1 is our "
         "choice (BN15 does not state it); tracks a last-hidden-layer unit's 15/50/85th percentiles",
         dataset="mnist",
-        normalize="unit",
+        input_normalization="unit",
         model="ioffe_mlp",
         optimizer="sgd",
         lr=0.1,

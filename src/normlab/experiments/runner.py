@@ -305,7 +305,7 @@ class _StopRequests:
 
 def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = False, run_dir: str | Path | None = None) -> RunResult:
     """Run ``config`` into a new run directory under ``out`` (or exactly ``run_dir``)."""
-    dataset = load_dataset(config.dataset, normalize=config.normalize or None)
+    dataset = load_dataset(config.dataset, normalize=config.input_normalization or None)
     specs, states = build_group(config, dataset)  # builds and validates before anything is written
     probes = build_probes(config)
     path = Path(run_dir) if run_dir is not None else new_run_dir(Path(out), config.preset)
@@ -332,7 +332,7 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     if run.status == "completed":
         raise NormlabError(f"run {path} is already completed; nothing to resume")
     config = from_dict(run.config)
-    dataset = load_dataset(config.dataset, normalize=config.normalize or None)
+    dataset = load_dataset(config.dataset, normalize=config.input_normalization or None)
     specs, states = build_group(config, dataset)
     probes = build_probes(config)
     setups = probe_setups(probes, specs, states)  # from the step-0 networks, as in the first run

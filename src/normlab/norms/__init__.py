@@ -29,7 +29,7 @@ from normlab.norms.batch import (
 )
 from normlab.norms.registry import NORMS, make_norm, norm_class, norm_names, norm_options
 from normlab.norms.research import PITBatchNorm, ZCABatchNorm
-from normlab.norms.sample import GroupNorm, Identity, LayerNorm, RMSNorm
+from normlab.norms.per_sample import GroupNorm, Identity, LayerNorm, RMSNorm
 
 __all__ = [
     "NORMS",

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from flax import nnx
 
-from normlab.norms import batch, research, sample
+from normlab.norms import batch, per_sample, research
 from normlab.registry import Registry
 
 NORMS_REGISTRY: Registry[nnx.Module] = Registry("norm", {
-    "none": (sample.Identity, "identity; the baseline"),
+    "none": (per_sample.Identity, "identity; the baseline"),
     "batch": (batch.BatchNorm, "batch normalization (BN15): batch statistics in train, running averages in eval"),
     "noisy": (batch.NoisyBatchNorm, "BN plus S18 Alg. 1 random per-unit shift and scale noise in train mode"),
     "l1": (batch.L1BatchNorm, "BN with the divisor mean|x| (S18 Sec. 3.3 l1 normalization)"),
@@ -24,9 +24,9 @@ NORMS_REGISTRY: Registry[nnx.Module] = Registry("norm", {
     "no_affine": (batch.NoAffineBatchNorm, "BN with gamma = 1 and beta = 0 fixed (d2l ex. 5)"),
     "frozen_gamma": (batch.FrozenGammaBatchNorm, "BN with gamma held at 1 (not trainable), beta learned"),
     "frozen_beta": (batch.FrozenBetaBatchNorm, "BN with beta held at 0 (not trainable), gamma learned"),
-    "layer": (sample.LayerNorm, "layer normalization per sample over all non-batch axes (H, W, C for conv)"),
-    "group": (sample.GroupNorm, "group normalization per sample (num_groups 32, clipped to a divisor of C)"),
-    "rms": (sample.RMSNorm, "RMS normalization over the feature axis, scale only"),
+    "layer": (per_sample.LayerNorm, "layer normalization per sample over all non-batch axes (H, W, C for conv)"),
+    "group": (per_sample.GroupNorm, "group normalization per sample (num_groups 32, clipped to a divisor of C)"),
+    "rms": (per_sample.RMSNorm, "RMS normalization over the feature axis, scale only"),
     "zca": (research.ZCABatchNorm, "decorrelated BN: ZCA whitening with the batch covariance (experimental)"),
     "pit": (research.PITBatchNorm, "batch empirical CDF then normal inverse CDF; BN gradient; Gaussian eval "
             "(experimental)"),

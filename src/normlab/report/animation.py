@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.animation import FFMpegWriter, FuncAnimation, PillowWriter
 
-from normlab.report.activation_data import (
+from normlab.report.series import (
     Series,
     figure_legend,
     histogram_density,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.activation_data import (
+from normlab.report.series import (
     Series,
     activation_series,
     histogram_density,

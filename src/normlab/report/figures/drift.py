@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.activation_data import activation_series, layers_note, shown_layers
+from normlab.report.series import activation_series, layers_note, shown_layers
 from normlab.report.runs import RunSet, finite, layer_array
 from normlab.report.sections import Plot, Section, missing
 from normlab.report.style import new_figure, shared_legend

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.activation_data import Series, layers_note, select_layers
+from normlab.report.series import Series, layers_note, select_layers
 from normlab.report.runs import (
     RunSet,
     finite,

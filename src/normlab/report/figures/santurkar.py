@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.activation_data import Series, layers_note, select_layers
+from normlab.report.series import Series, layers_note, select_layers
 from normlab.report.runs import RunSet, finite, network_series, probe_layers, probe_meta, union_in_order
 from normlab.report.sections import Plot, Section, missing
 from normlab.report.style import network_color, new_figure, run_hatch, shared_legend

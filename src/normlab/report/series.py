@@ -1,6 +1,7 @@
-"""Reading the ``activations`` probe: the series of each network, layers, steps, densities.
+"""Probe series for the figures: one ``Series`` per (run, network) of a probe, layer selection,
+steps and histogram densities.
 
-Shared by the static activation figures, the drift figure and the animation.
+Serves every series figure: activations, drift, gradients, the Santurkar probes and the animation.
 """
 
 from __future__ import annotations
