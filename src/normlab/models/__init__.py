@@ -1,4 +1,5 @@
-"""normlab's models: the five architectures of SCIENCE.md section 2 with pluggable norms.
+"""normlab's models: the five architectures the papers train (the seed notebooks' MLP and VGG, BN15's
+sigmoid MLP, d2l's BNLeNet, S18's deep linear network) with pluggable norms.
 
 ``build_model(name, *, input_shape, num_classes, norm="none", rngs, ...)`` returns an
 ``nnx.Module`` that meets the models contract of docs/INTERFACES.md: ``__call__(x, *, train)``,

@@ -18,41 +18,17 @@ Two mathematically identical paths:
 ``"auto"`` picks ``"xla"`` on GPU/TPU (``jax.default_backend() != "cpu"``: cuDNN and the TPU
 convolution units beat a materialized im2col) and, on CPU, follows the rule measured below.
 
-Measurement (``bench/conv_paths.py``; 2-core AMD EPYC, jax 0.10.2, forward + backward w.r.t.
-input and kernel under ``jax.jit``, batch 128, each VGG conv shape on a 32x32 input, the two
-paths interleaved, medians of 7; ``ratio = xla / im2col``, > 1 means im2col is faster)::
-
-    conv          HxW  Cin  Cout  xla ms  im2col ms  ratio   | width 1/8:  Cin Cout  xla  im2col ratio
-    conv0        32^2    3    64    54.5      32.9   1.65   |               3    8  11.5  16.1  0.72
-    conv1        32^2   64    64   400.0     312.6   1.28   |               8    8  18.2  52.0  0.35
-    conv2        16^2   64   128   187.7     177.4   1.06   |               8   16   5.1   7.5  0.69
-    conv3        16^2  128   128   196.4     183.0   1.07   |              16   16  11.5  23.1  0.50
-    conv4         8^2  128   256   116.0     115.6   1.00   |              16   32   1.9   1.9  0.99
-    conv5         8^2  256   256   230.3     220.8   1.04   |              32   32   3.3   3.6  0.91
-    conv6         4^2  256   512    43.2      44.8   0.96   |              32   64   1.5   1.9  0.76
-    conv7         4^2  512   512    86.0      84.3   1.02   |              64   64   2.7   2.9  0.92
-    conv8         2^2  512   512  1092.5      18.6  58.6    |              64   64   2.6   1.1  2.40
-    conv9         2^2  512   512  1085.8      18.1  59.9    |              64   64   4.6   1.4  3.39
-    sum (ms)                      3492      1208     2.89   |                         63   112   0.56
-    lenet 5x5: conv0 28^2 1->6 pad 2: 7.6 vs 5.6 (1.35); conv1 14^2 6->16: 4.8 vs 3.1 (1.58)
-
-    A first run (medians of 5) gave the same picture: the rows the rule rests on (width-1
-    conv0-1, conv8-9 at both widths, width-1/8 conv0-1) kept their side; the middle rows'
-    absolute times moved by up to 1.9x between runs (a shared machine) and their ratios, all
-    within 0.5-1.3, by up to 0.4.
-
-    Two effects: (1) XLA's CPU convolution collapses when the feature map is smaller than the
-    kernel (2x2 maps under a 3x3 SAME kernel: 60x slower at 512 channels, 2.4-3.4x at 64) --
-    that alone is most of the full-width gap JAX-NOTES reports; (2) on wide, large maps (at
-    least 64 output channels on 16x16 or more) the single big matmul wins by 1.06-1.65x, while
-    on narrow layers materializing the patches costs more than it saves (0.35-0.9x).
+What the rule rests on (``bench/conv_paths.py`` measures every VGG conv shape both ways, side by
+side, and prints the ratios): (1) XLA's CPU convolution collapses when the feature map is smaller
+than the kernel (2x2 maps under a 3x3 SAME kernel, VGG's last convs: tens of times slower than
+im2col); (2) on wide, large maps the single big matmul wins, while on narrow layers materializing
+the patches costs more than it saves.
 
 Rule (``use_im2col_on_cpu``): im2col on CPU iff the input map is smaller than the kernel in
 height or width, or the layer has at least ``IM2COL_MIN_CHANNELS`` (64) output channels on a map of
 at least ``IM2COL_MIN_PIXELS`` (16x16 = 256) positions; otherwise xla. At width 1 that picks
-im2col for conv0-3 and conv8-9 (sum 3492 -> about 1218 ms); at width 1/8 only conv8-9
-(63 -> about 58 ms). LeNet's tiny convs stay on xla (they would gain about 2 ms each, within
-noise at other batch sizes; force ``conv_path="im2col"`` to take it).
+im2col for conv0-3 and conv8-9; at width 1/8 only conv8-9. LeNet's tiny convs stay on xla
+(force ``conv_path="im2col"`` to take it).
 """
 
 from __future__ import annotations

@@ -153,11 +153,10 @@ STRATEGIES = ("unrolled", "map")
 def check_strategy(strategy: str) -> str:
     """"unrolled" (default) or "map"; both give the same values.
 
-    Measured on this CPU (bench/probes.py, 25-layer DLN + BN): unrolled 37 ms, ``lax.map`` over
-    the k-1 mixed parameter sets 54 ms, ``vmap`` 86 ms -- the unrolled loop's shared prefixes and
-    kernel-only backward win even for tiny dense layers, and for convs ``lax.map`` and vmapped
-    weight variants are many times slower (JAX-NOTES). "map" compiles in O(1) in the depth
-    (3 s against 9 s for that DLN): the choice for very deep nets probed rarely.
+    Measured by bench/probes.py: the unrolled loop's shared prefixes and kernel-only backward
+    win even for tiny dense layers (``lax.map`` and ``vmap`` are slower), and for convs
+    ``lax.map`` and vmapped weight variants are many times slower on CPU. "map" compiles in
+    constant time in the depth: the choice for very deep nets probed rarely.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")

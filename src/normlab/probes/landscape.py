@@ -70,12 +70,10 @@ def _check_batching(batching: str) -> str:
 def resolve_batching(batching: str, params) -> str:
     """"auto" -> "map" for dense-only networks, "unrolled" when a kernel has more than 2 axes (convs).
 
-    Measured on this CPU, predictiveness at 8 points with BN: 25-layer DLN map 23 ms, unrolled
-    32 ms, vmap 31 ms; 4-layer MLP (batch 32) map 5.5 ms, unrolled 4.4 ms, vmap 6.9 ms -- map
-    wins where many tiny layers make per-operation overhead dominate, loses a little on the MLP,
-    and compiles several times faster (0.7 s vs 3.3 s on the MLP). Narrow VGG: unrolled 0.62 s;
-    ``lax.map`` over conv bodies and vmapped (grouped) convolutions are many times slower
-    (JAX-NOTES).
+    Why (measured by bench/probes.py): ``lax.map`` wins where many tiny dense layers make
+    per-operation overhead dominate, is close on a small MLP and compiles several times faster;
+    on CPU, ``lax.map`` over conv bodies and vmapped weight variants (grouped convolutions) are
+    many times slower than the unrolled loop.
     """
     if batching != "auto":
         return batching
