@@ -50,17 +50,14 @@ def _command_run(args) -> int:
             _print(f"normlab run {preset.name}: {preset.description}")
         result = run_experiment(config, out=args.out, quiet=args.quiet)
     _print_summary(result, quiet=args.quiet)
-    _write_report(result.path, quiet=args.quiet)
+    if result.report is not None and not args.quiet:
+        _print(f"report: {result.report}")
     _print(f"run directory: {result.path}")
     return 0
 
 
-def _write_report(path: Path, *, quiet: bool, members_of_sweep: bool = False) -> None:
-    from normlab.experiments.config import from_dict
-    from normlab.store import load_run
-
-    if not members_of_sweep and not from_dict(load_run(path).config).report:
-        return
+def _write_report(path: Path, *, quiet: bool) -> None:
+    """The report of a sweep directory (a run's own report is written by ``run_experiment``)."""
     try:
         from normlab.report import write_report
     except ImportError:  # the report stage is optional for a bare install
@@ -94,7 +91,7 @@ def _command_sweep(args) -> int:
         for line in sweep_summary_lines(directory):
             _print(line)
     if config.report:
-        _write_report(directory, quiet=args.quiet, members_of_sweep=True)
+        _write_report(directory, quiet=args.quiet)
     _print(f"sweep directory: {directory}")
     return 0
 
@@ -140,30 +137,15 @@ def _command_list(args) -> int:
 def _command_describe(args) -> int:
     from normlab.models import abstract_model, describe_model, format_description
 
-    input_shape, num_classes = _input_shape_of(args.dataset)
+    from normlab.data import dataset_shape
+
+    input_shape, num_classes = dataset_shape(args.dataset)
     # Shapes only (nnx.eval_shape): describing full-width VGG computes no weights.
     model = abstract_model(
         args.model, input_shape=input_shape, num_classes=num_classes, norm=args.norm, width=args.width
     )
     _print(format_description(describe_model(model, input_shape)))
     return 0
-
-
-# Shapes of the downloadable datasets, so `describe` needs no download.
-_KNOWN_SHAPES = {
-    "mnist": ((28, 28, 1), 10),
-    "fashion_mnist": ((28, 28, 1), 10),
-    "cifar10": ((32, 32, 3), 10),
-}
-
-
-def _input_shape_of(dataset: str):
-    if dataset in _KNOWN_SHAPES:
-        return _KNOWN_SHAPES[dataset]
-    from normlab.data import load_dataset
-
-    data = load_dataset(dataset)
-    return data.input_shape, data.num_classes
 
 
 # ------------------------------------------------------------------------------------- config

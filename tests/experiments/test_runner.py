@@ -184,3 +184,11 @@ def test_ctrl_c_stops_between_steps_with_a_checkpoint_and_one_line(tmp_path):
     assert run.status == "interrupted"
     assert run.info["steps_done"] in run.checkpoint_steps
     assert run.metrics.dropna(subset=["lr"]).step.max() == run.info["steps_done"] - 1
+
+
+def test_run_experiment_writes_the_report_when_the_config_asks(tmp_path):
+    config = tiny_config("steps=4", "eval_every=4", "probes=distance", "report=true")
+    result = run_experiment(config, out=tmp_path, quiet=True)
+    assert result.report == result.path / "report" / "report.html" and result.report.is_file()
+    skipped = run_experiment(config, out=tmp_path, quiet=True, report=False)
+    assert skipped.report is None and not (skipped.path / "report").exists()

@@ -10,7 +10,7 @@ from normlab.data.batching import BatchIterator
 from normlab.data.dataset import Dataset
 from normlab.data.download import DATA_DIR_VARIABLE, MIRROR_VARIABLE, cache_root
 from normlab.data.normalization import NORMALIZATIONS
-from normlab.data.registry import DATASETS, dataset_names, dataset_options, load_dataset
+from normlab.data.registry import DATASETS, dataset_names, dataset_options, dataset_shape, load_dataset
 
 __all__ = [
     "DATASETS",
@@ -23,5 +23,6 @@ __all__ = [
     "cache_root",
     "dataset_names",
     "dataset_options",
+    "dataset_shape",
     "load_dataset",
 ]

@@ -23,6 +23,7 @@ TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 FILE_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28, 1)  # H, W, C of both datasets
 
 # The Google-hosted copy TensorFlow uses: byte-identical to the original yann.lecun.com files,
 # which are often unreachable.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from normlab.data import cifar, mnist
 from normlab.data.cifar import load_cifar10
 from normlab.data.dataset import Dataset
 from normlab.data.digits import load_digits
@@ -34,6 +35,22 @@ def dataset_names() -> tuple[str, ...]:
 def dataset_options(name: str) -> dict[str, object]:
     """A dataset's own options and their defaults, e.g. ``{"seed": 0, "test_size": 360}``."""
     return DATASETS_REGISTRY.options(name)
+
+
+# Input shape and classes of the downloaded datasets, known without a download.
+_DOWNLOADED_SHAPES = {
+    "mnist": (mnist.IMAGE_SHAPE, mnist.NUM_CLASSES),
+    "fashion_mnist": (mnist.IMAGE_SHAPE, mnist.NUM_CLASSES),
+    "cifar10": ((cifar.IMAGE_SIZE, cifar.IMAGE_SIZE, 3), cifar.NUM_CLASSES),
+}
+
+
+def dataset_shape(name: str) -> tuple[tuple[int, ...], int]:
+    """``(input_shape, num_classes)`` of a dataset; downloaded ones need no download."""
+    if name in _DOWNLOADED_SHAPES:
+        return _DOWNLOADED_SHAPES[name]
+    data = load_dataset(name)  # bundled or generated: cheap
+    return data.input_shape, data.num_classes
 
 
 def load_dataset(

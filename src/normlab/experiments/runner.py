@@ -236,6 +236,7 @@ class RunResult:
     steps: int
     diverged: dict[str, int]
     final: dict[str, dict[str, float]] = field(default_factory=dict)
+    report: Path | None = None  # the report.html written at the end (Config.report), if any
 
 
 @dataclass
@@ -303,8 +304,14 @@ class _StopRequests:
             signal.signal(signum, handler)
 
 
-def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = False, run_dir: str | Path | None = None) -> RunResult:
-    """Run ``config`` into a new run directory under ``out`` (or exactly ``run_dir``)."""
+def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = False, run_dir: str | Path | None = None,
+                   report: bool | None = None) -> RunResult:
+    """Run ``config`` into a new run directory under ``out`` (or exactly ``run_dir``).
+
+    The report (figures and ``report.html`` under ``<run>/report``) is written at the end when
+    ``report`` is true, or, if it is None, when ``config.report`` is (sweeps report their members
+    together, so they pass False).
+    """
     dataset = load_dataset(config.dataset, normalize=config.input_normalization or None)
     specs, states = build_group(config, dataset)  # builds and validates before anything is written
     probes = build_probes(config)
@@ -322,8 +329,9 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
         param_counts={spec.name: parameter_count(state) for spec, state in zip(specs, states)},
         total_steps=total_steps(config, dataset),
     )
-    return _train(config, dataset, specs, states, probe_setups(probes, specs, states), probes, store, start=0,
-                  quiet=quiet)
+    result = _train(config, dataset, specs, states, probe_setups(probes, specs, states), probes, store, start=0,
+                    quiet=quiet)
+    return _with_report(result, config.report if report is None else report)
 
 
 def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
@@ -345,8 +353,20 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     # Rows of step `start` on are measured again, identically; the checkpoint itself stays.
     store.truncate_after(start - 1, keep_checkpoints=True)
     store.set_status("running", resumed_from=start, diverged=diverged)
-    return _train(config, dataset, specs, states, setups, probes, store, start=start, quiet=quiet,
-                  diverged=diverged)
+    result = _train(config, dataset, specs, states, setups, probes, store, start=start, quiet=quiet,
+                    diverged=diverged)
+    return _with_report(result, config.report)
+
+
+def _with_report(result: RunResult, wanted: bool) -> RunResult:
+    """``result`` with the run's report written (the report stage is optional for a bare install)."""
+    if not wanted:
+        return result
+    try:
+        from normlab.report import write_report
+    except ImportError:
+        return result
+    return replace(result, report=write_report([result.path], out=result.path / "report"))
 
 
 def _train(config, dataset, specs, states, setups, probes, store, *, start: int, quiet: bool,

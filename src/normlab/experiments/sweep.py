@@ -81,7 +81,7 @@ def run_sweep(
     _write_sweep_file(directory, base, grid, seeds, points, status="running")
     if executor == "local":
         results = [
-            run_experiment(config, run_dir=directory / point.name, quiet=quiet)
+            run_experiment(config, run_dir=directory / point.name, quiet=quiet, report=False)
             for point, config in zip(points, configs)
         ]
     elif executor == "ray":
@@ -115,7 +115,7 @@ def _run_on_ray(configs: list[Config], directories: list[Path]) -> list[RunResul
 
     @ray.remote
     def member(config: Config, directory: str) -> RunResult:
-        return run_experiment(config, run_dir=directory, quiet=True)
+        return run_experiment(config, run_dir=directory, quiet=True, report=False)
 
     return ray.get([member.remote(config, str(directory)) for config, directory in zip(configs, directories)])
 
