@@ -192,3 +192,20 @@ def test_run_experiment_writes_the_report_when_the_config_asks(tmp_path):
     assert result.report == result.path / "report" / "report.html" and result.report.is_file()
     skipped = run_experiment(config, out=tmp_path, quiet=True, report=False)
     assert skipped.report is None and not (skipped.path / "report").exists()
+
+
+def test_every_probe_setting_names_a_field_of_its_probes():
+    from normlab.probes import probe_names
+    from normlab.probes import probe_options as fields_of
+
+    config = default_config()
+    for setting, targets in runner.PROBE_SETTINGS.items():
+        assert hasattr(config, setting), setting
+        for probe, target in targets.items():
+            assert probe in probe_names(), (setting, probe)
+            names = target if isinstance(target, tuple) else (target,)
+            assert set(names) <= set(fields_of(probe)), (setting, probe, target)
+    built = {probe.name: probe for probe in runner.build_probes(tiny_config("probes=full,divergence",
+                                                                            "landscape_range=0.25,2"))}
+    assert (built["beta_smoothness"].low, built["beta_smoothness"].high) == (0.25, 2.0)
+    assert built["divergence"].spacing == "log" and built["divergence"].schedule(4) and not built["divergence"].schedule(6)

@@ -154,17 +154,27 @@ def changed_settings(config: Config, base: Config) -> dict[str, object]:
     }
 
 
-_CHOICES = {
-    "norm_position": ("before_activation", "after_activation"),
-    "conv_path": ("auto", "xla", "im2col"),
-    "bn_running_var": ("biased", "unbiased"),
-    "optimizer": ("sgd", "momentum", "adam"),
-    "lr_schedule": ("constant", "cosine", "step", "warmup_cosine"),
-    "probe_bn_mode": ("train", "eval"),
-    "landscape_spacing": ("linear", "log"),
-    "landscape_batching": ("auto", "unrolled", "map", "vmap"),
-    "ics_strategy": ("unrolled", "map"),
-}
+def choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of the settings with a fixed set, from the stages that own the choices."""
+    # Imported here: the config module stays importable without JAX (CLI help, config files).
+    from normlab.models import CONV_PATHS, NORM_POSITIONS
+    from normlab.norms.batch import RUNNING_VAR_CHOICES
+    from normlab.probes.base import BN_MODES
+    from normlab.probes.ics import STRATEGIES
+    from normlab.probes.landscape import BATCHINGS, SPACINGS
+    from normlab.train import OPTIMIZERS, SCHEDULES
+
+    return {
+        "norm_position": tuple(NORM_POSITIONS),
+        "conv_path": tuple(CONV_PATHS),
+        "bn_running_var": tuple(RUNNING_VAR_CHOICES),
+        "optimizer": tuple(OPTIMIZERS),
+        "lr_schedule": tuple(SCHEDULES),
+        "probe_bn_mode": tuple(BN_MODES),
+        "landscape_spacing": tuple(SPACINGS),
+        "landscape_batching": tuple(BATCHINGS),
+        "ics_strategy": tuple(STRATEGIES),
+    }
 
 _POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points", "divergence_points")
 _NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_every", "train_eval_size")
@@ -172,10 +182,10 @@ _NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_eve
 
 def validate(config: Config) -> Config:
     """Check value ranges and choices; names of datasets/models/norms are checked when used."""
-    for key, choices in _CHOICES.items():
+    for key, allowed in choices().items():
         value = getattr(config, key)
-        if value not in choices:
-            raise NormlabError(f"setting {key!r} must be one of {', '.join(choices)}; got {value!r}")
+        if value not in allowed:
+            raise NormlabError(f"setting {key!r} must be one of {', '.join(allowed)}; got {value!r}")
     for key in _POSITIVE:
         if getattr(config, key) <= 0:
             raise NormlabError(f"setting {key!r} must be > 0; got {getattr(config, key)}")

@@ -108,50 +108,50 @@ def parameter_count(state: NetworkState) -> int:
     return int(sum(np.size(leaf) for leaf in jax.tree.leaves(state.params)))
 
 
+_WALK = ("landscape", "predictiveness", "beta_smoothness")
+
+# Which setting reaches which probe field: setting -> {probe: field} (a tuple field unpacks a pair).
+# landscape, predictiveness and beta_smoothness read the same grid settings: one grid is what lets
+# them share a single gradient walk inside the compiled step. Checked against every probe's
+# fields by tests/experiments/test_runner.py; a probe not named here gets only its schedule.
+PROBE_SETTINGS: dict[str, dict[str, str | tuple[str, str]]] = {
+    "probe_bn_mode": {name: "bn_mode" for name in ("activations", "ics", *_WALK, "divergence")},
+    "hist_bins": {"activations": "bins"},
+    "hist_range": {"activations": "value_range"},
+    "tracked_layer": {"activations": "tracked_layer"},
+    "tracked_unit": {"activations": "tracked_unit"},
+    "tracked_param_layer": {"gradients": "tracked_layer"},
+    "tracked_param_index": {"gradients": "tracked_index"},
+    "ics_strategy": {"ics": "strategy"},
+    "landscape_points": {name: "points" for name in _WALK},
+    "landscape_range": {name: ("low", "high") for name in _WALK},
+    "landscape_spacing": {name: "spacing" for name in _WALK},
+    "landscape_batching": {name: "batching" for name in _WALK},
+    "divergence_points": {"divergence": "points"},
+    "divergence_range": {"divergence": ("low", "high")},
+}
+
+
+def probe_settings(config: Config, name: str) -> dict:
+    """The options of probe ``name`` from ``config`` (``PROBE_SETTINGS``), with its schedule:
+    ``every(probe_every)``, divergence (B18) at ``divergence_steps``."""
+    if name == "divergence":
+        options = {"schedule": at_steps(*config.divergence_steps), "spacing": "log"}
+    else:
+        options = {"schedule": every(config.probe_every)}
+    for setting, targets in PROBE_SETTINGS.items():
+        target = targets.get(name)
+        value = getattr(config, setting)
+        if isinstance(target, tuple):
+            options.update(zip(target, value))
+        elif target is not None:
+            options[target] = value
+    return options
+
+
 def build_probes(config: Config) -> tuple:
-    """The probe bundle of ``config``: each probe on ``every(probe_every)``, divergence (B18) at
-    ``divergence_steps``. Bundle names (cheap, standard, full) expand to their members."""
-    schedule = every(config.probe_every)
-    # landscape, predictiveness and beta_smoothness get one options dict: the same step-size grid
-    # is what lets them share a single gradient walk inside the compiled step.
-    landscape = dict(
-        points=config.landscape_points,
-        low=config.landscape_range[0],
-        high=config.landscape_range[1],
-        spacing=config.landscape_spacing,
-        batching=config.landscape_batching,
-        bn_mode=config.probe_bn_mode,
-        schedule=schedule,
-    )
-    options_by_name = {
-        "activations": dict(
-            bins=config.hist_bins,
-            value_range=config.hist_range,
-            tracked_layer=config.tracked_layer,
-            tracked_unit=config.tracked_unit,
-            bn_mode=config.probe_bn_mode,
-            schedule=schedule,
-        ),
-        "gradients": dict(tracked_layer=config.tracked_param_layer, tracked_index=config.tracked_param_index,
-                          schedule=schedule),
-        "distance": dict(schedule=schedule),
-        "ics": dict(bn_mode=config.probe_bn_mode, strategy=config.ics_strategy, schedule=schedule),
-        "landscape": landscape,
-        "predictiveness": landscape,
-        "beta_smoothness": landscape,
-        "divergence": dict(
-            schedule=at_steps(*config.divergence_steps),
-            points=config.divergence_points,
-            low=config.divergence_range[0],
-            high=config.divergence_range[1],
-            spacing="log",
-            bn_mode=config.probe_bn_mode,
-        ),
-    }
-    probes = []
-    for name in expand_bundles(config.probes):
-        probes.append(make_probe(name, **options_by_name.get(name, {"schedule": schedule})))
-    return tuple(probes)
+    """The probe bundle of ``config``; bundle names (cheap, standard, full) expand to their members."""
+    return tuple(make_probe(name, **probe_settings(config, name)) for name in expand_bundles(config.probes))
 
 
 # ------------------------------------------------------------------------------ compiled steps

@@ -1,6 +1,8 @@
 """Pure, jittable training: split NNX state, train/eval steps, optimizers."""
 
 from normlab.train.steps import (
+    OPTIMIZERS,
+    SCHEDULES,
     NetworkSpec,
     NetworkState,
     StepOutputs,
@@ -17,6 +19,8 @@ from normlab.train.steps import (
 )
 
 __all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
     "NetworkSpec",
     "NetworkState",
     "StepOutputs",

@@ -221,28 +221,37 @@ def make_optimizer(
     50% and again at 75% of the steps); "warmup_cosine" (linear warm-up over 5% of the steps, then
     cosine decay).
     """
-    lr_schedule = _schedule(schedule, learning_rate, max(total_steps, 1))
-    if name == "sgd":
-        tx = optax.sgd(lr_schedule)
-    elif name == "momentum":
-        tx = optax.sgd(lr_schedule, momentum=momentum)
-    elif name == "adam":
-        tx = optax.adamw(lr_schedule, weight_decay=weight_decay) if weight_decay else optax.adam(lr_schedule)
-    else:
+    if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+    lr_schedule = SCHEDULES[schedule](learning_rate, max(total_steps, 1))
+    tx = OPTIMIZERS[name](lr_schedule, momentum=momentum, weight_decay=weight_decay)
     if weight_decay and name != "adam":
         tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
     return tx, lr_schedule
 
 
-def _schedule(kind: str, base: float, total_steps: int) -> Callable[[Array], Array]:
-    if kind == "constant":
-        return optax.constant_schedule(base)
-    if kind == "cosine":
-        return optax.cosine_decay_schedule(base, total_steps)
-    if kind == "step":
-        return optax.piecewise_constant_schedule(base, {total_steps // 2: 0.1, (3 * total_steps) // 4: 0.1})
-    if kind == "warmup_cosine":
-        warmup = max(1, total_steps // 20)
-        return optax.warmup_cosine_decay_schedule(0.0, base, warmup, total_steps)
-    raise ValueError(f"unknown learning-rate schedule {kind!r}")
+def _adam(lr_schedule, *, momentum, weight_decay):
+    return optax.adamw(lr_schedule, weight_decay=weight_decay) if weight_decay else optax.adam(lr_schedule)
+
+
+def _warmup_cosine(base: float, total_steps: int):
+    return optax.warmup_cosine_decay_schedule(0.0, base, max(1, total_steps // 20), total_steps)
+
+
+# name -> optax optimizer of (schedule, *, momentum, weight_decay); the config's choices
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "sgd": lambda lr_schedule, *, momentum, weight_decay: optax.sgd(lr_schedule),
+    "momentum": lambda lr_schedule, *, momentum, weight_decay: optax.sgd(lr_schedule, momentum=momentum),
+    "adam": _adam,
+}
+
+# name -> learning-rate schedule of (base, total_steps); the config's choices
+SCHEDULES: dict[str, Callable[[float, int], Callable[[Array], Array]]] = {
+    "constant": lambda base, total_steps: optax.constant_schedule(base),
+    "cosine": lambda base, total_steps: optax.cosine_decay_schedule(base, total_steps),
+    "step": lambda base, total_steps: optax.piecewise_constant_schedule(
+        base, {total_steps // 2: 0.1, (3 * total_steps) // 4: 0.1}),
+    "warmup_cosine": _warmup_cosine,
+}
