@@ -9,7 +9,6 @@ through ``normlab.store``; a run can be resumed from its last checkpoint to the 
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from dataclasses import dataclass, field, replace
@@ -24,6 +23,7 @@ from flax import nnx
 from normlab.data import BatchIterator, Dataset, augment_cifar, load_dataset
 from normlab.errors import NormlabError
 from normlab.experiments.config import Config, from_dict, to_dict
+from normlab.experiments.pending import PendingResults
 from normlab.experiments.presets import PRESETS
 from normlab.models import build_model
 from normlab.norms import norm_options as accepted_norm_options
@@ -382,38 +382,20 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
     full_batch = (jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)) if config.full_batch else None
 
     learning_rates = np.asarray(jax.vmap(specs[0].learning_rate)(jnp.arange(total + 1)))
-    diverged = dict(diverged or {})
-    pending_metrics: list[tuple[int, jax.Array]] = []
-    pending_probes: list[tuple[int, tuple]] = []
+    pending = PendingResults(names, learning_rates, dict(diverged or {}))
+    diverged = pending.diverged  # the same dict: updated by read_back
     status = "running"
     step = start
 
     def read_back():
         """Move the pending device results to the store (the only host syncs of the loop)."""
-        if not pending_metrics:
+        result = pending.read_back()
+        if result.losses is None:
             return None
-        values = np.asarray(jax.device_get(jnp.stack([m for _, m in pending_metrics])))
-        rows = []
-        for (s, _), per_network in zip(pending_metrics, values):
-            for name, (loss, accuracy) in zip(names, per_network):
-                if name in diverged and s > diverged[name]:
-                    continue  # a diverged network stopped: no rows after its divergence step
-                if not math.isfinite(loss) and name not in diverged:
-                    diverged[name] = s
-                rows.append({"step": s, "network": name, "kind": "train", "loss": float(loss),
-                             "accuracy": float(accuracy), "lr": float(learning_rates[s])})
-        store.append_metrics(rows)
-        for s, outputs in pending_probes:
-            for name, per_probe in zip(names, jax.device_get(outputs)):
-                if name in diverged and s > diverged[name]:
-                    continue
-                for probe_name, arrays in per_probe.items():
-                    if arrays:
-                        store.append_probe(probe_name, name, s, {k: np.asarray(v) for k, v in arrays.items()})
-        last = values[-1, :, 0]
-        pending_metrics.clear()
-        pending_probes.clear()
-        return last
+        store.append_metrics(result.rows)
+        for probe_name, network, s, arrays in result.probes:
+            store.append_probe(probe_name, network, s, arrays)
+        return result.losses
 
     def run_evaluation(s):
         rows = []
@@ -448,9 +430,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
                 if key not in compiled:
                     compiled[key] = make_group_step(specs, due)
                 states, metrics, outputs = compiled[key](states, x, y, jnp.asarray(step, jnp.int32), setups)
-                pending_metrics.append((step, metrics))
-                if due:
-                    pending_probes.append((step, outputs))
+                pending.add(step, metrics, outputs if due else None)
                 step += 1
                 at_eval = step % eval_every == 0 or step == total
                 if step % config.log_every == 0 or at_eval:
@@ -459,7 +439,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
                     progress.update(step, losses)
                     if len(diverged) != known:
                         store.update_info(diverged=diverged)
-                    if len(diverged) == len(names):
+                    if pending.all_diverged:
                         break
                 if at_eval:
                     run_evaluation(step)
@@ -467,7 +447,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
                 if step % checkpoint_every == 0 and step < total:
                     save(step)
         read_back()
-        status = "diverged" if len(diverged) == len(names) else "completed"
+        status = "diverged" if pending.all_diverged else "completed"
         store.flush()
         store.set_status(status, diverged=diverged, steps_done=step, train_seconds=time.perf_counter() - started,
                          compile_seconds=compile_timer.seconds, compilations=compile_timer.compilations)
