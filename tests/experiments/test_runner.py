@@ -80,14 +80,16 @@ def test_a_diverging_baseline_is_recorded_and_its_twin_finishes(tmp_path):
 
 
 def test_the_group_step_is_traced_once_per_probe_set(tmp_path, monkeypatch):
+    import normlab.experiments.compiled as compiled
+
     traces = []
-    original = runner.train_step
+    original = compiled.train_step
 
     def counting_train_step(spec, state, x, y):
         traces.append(spec.name)
         return original(spec, state, x, y)
 
-    monkeypatch.setattr(runner, "train_step", counting_train_step)
+    monkeypatch.setattr(compiled, "train_step", counting_train_step)
     run_experiment(tiny_config("steps=30"), out=tmp_path, quiet=True)
     # two compiled variants (with and without the probe bundle), each tracing both networks once
     assert len(traces) == 4

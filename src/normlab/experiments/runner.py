@@ -1,4 +1,5 @@
-"""Run an experiment: build the group of networks, train them side by side, probe, store.
+"""Run an experiment: the training loop over the group (built in ``experiments.build``, stepped by
+the functions of ``experiments.compiled``), its bookkeeping, progress, signals and the store.
 
 All networks of a group are built from one seed (every shared parameter identical at step 0),
 see the identical batch sequence, and are stepped by *one* compiled function per step. The host
@@ -18,205 +19,31 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from normlab.data import BatchIterator, Dataset, augment_cifar, load_dataset
 from normlab.errors import NormlabError
+from normlab.experiments.build import (  # noqa: F401 (re-exported: the runner's building API)
+    PROBE_SETTINGS,
+    batch_iterator,
+    build_group,
+    build_network_model,
+    build_probes,
+    norm_options,
+    parameter_count,
+    probe_settings,
+    total_steps,
+)
+from normlab.experiments.compiled import EVAL_CHUNK, evaluate, make_group_eval, make_group_step  # noqa: F401
 from normlab.experiments.config import Config, from_dict, to_dict
 from normlab.experiments.pending import PendingResults
 from normlab.experiments.presets import PRESETS
-from normlab.models import build_model
-from normlab.norms import norm_options as accepted_norm_options
-from normlab.probes import (ProbeContext, SharedPieces, active_probes, at_steps, every, expand_bundles, make_probe,
-                            probe_meta, probe_setups)
+from normlab.probes import active_probes, probe_meta, probe_setups
 from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
 from normlab.train.compile_time import CompileTimer
-from normlab.train import NetworkSpec, NetworkState, evaluate_batch, make_network, make_optimizer, train_step
 
 TRAIN_COLUMNS = ["loss", "accuracy", "lr"]  # kind "train": the step's batch, before its update
 EVAL_COLUMNS = ["test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy"]  # kind "eval"
 METRIC_COLUMNS = TRAIN_COLUMNS + EVAL_COLUMNS
-EVAL_CHUNK = 500
-
-# ------------------------------------------------------------------------------------- building
-
-
-def total_steps(config: Config, dataset: Dataset) -> int:
-    """Steps of the run: ``steps`` if set, else ``epochs`` passes over the training split."""
-    if config.steps > 0:
-        return config.steps
-    if config.full_batch:
-        return config.epochs
-    return config.epochs * batch_iterator(config, dataset).steps_per_epoch
-
-
-def batch_iterator(config: Config, dataset: Dataset) -> BatchIterator:
-    n = len(dataset.x_train)
-    batch_size = n if config.full_batch else min(config.batch_size, n)
-    return BatchIterator(n, batch_size, seed=config.data_seed, shuffle=not config.full_batch, drop_last=True)
-
-
-def norm_options(config: Config, norm: str) -> dict:
-    """The running-statistics settings of ``config``, for the norms that keep running statistics."""
-    wanted = {"momentum": config.bn_momentum, "running_var": config.bn_running_var}
-    accepted = accepted_norm_options(norm)
-    return {key: value for key, value in wanted.items() if key in accepted}
-
-
-def build_network_model(config: Config, dataset: Dataset, norm: str) -> nnx.Module:
-    """One network of the group; the same seed for every network (the pairing)."""
-    rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1, noise=config.seed + 2)
-    options = dict(
-        input_shape=dataset.input_shape,
-        num_classes=dataset.num_classes,
-        norm=norm,
-        norm_options=norm_options(config, norm),
-        rngs=rngs,
-        width=config.width,
-        bias_before_norm=config.bias_before_norm,
-        norm_exclude=config.norm_exclude,
-        norm_position=config.norm_position,
-        dropout=config.dropout,
-        conv_path=config.conv_path,
-    )
-    if config.activation:
-        options["activation"] = config.activation
-    return build_model(config.model, **options)
-
-
-def build_group(config: Config, dataset: Dataset) -> tuple[tuple[NetworkSpec, ...], tuple[NetworkState, ...]]:
-    steps = total_steps(config, dataset)
-    specs, states = [], []
-    for norm in config.networks:
-        model = build_network_model(config, dataset, norm)
-        tx, schedule = make_optimizer(
-            config.optimizer,
-            config.lr,
-            total_steps=steps,
-            momentum=config.momentum,
-            schedule=config.lr_schedule,
-            weight_decay=config.weight_decay,
-        )
-        spec, state = make_network(norm, model, tx, schedule, task=dataset.task)
-        specs.append(spec)
-        states.append(state)
-    return tuple(specs), tuple(states)
-
-
-def parameter_count(state: NetworkState) -> int:
-    """Trainable parameters (``nnx.Param`` entries) of a network."""
-    return int(sum(np.size(leaf) for leaf in jax.tree.leaves(state.params)))
-
-
-_WALK = ("landscape", "predictiveness", "beta_smoothness")
-
-# Which setting reaches which probe field: setting -> {probe: field} (a tuple field unpacks a pair).
-# landscape, predictiveness and beta_smoothness read the same grid settings: one grid is what lets
-# them share a single gradient walk inside the compiled step. Checked against every probe's
-# fields by tests/experiments/test_runner.py; a probe not named here gets only its schedule.
-PROBE_SETTINGS: dict[str, dict[str, str | tuple[str, str]]] = {
-    "probe_bn_mode": {name: "bn_mode" for name in ("activations", "ics", *_WALK, "divergence")},
-    "hist_bins": {"activations": "bins"},
-    "hist_range": {"activations": "value_range"},
-    "tracked_layer": {"activations": "tracked_layer"},
-    "tracked_unit": {"activations": "tracked_unit"},
-    "tracked_param_layer": {"gradients": "tracked_layer"},
-    "tracked_param_index": {"gradients": "tracked_index"},
-    "ics_strategy": {"ics": "strategy"},
-    "landscape_points": {name: "points" for name in _WALK},
-    "landscape_range": {name: ("low", "high") for name in _WALK},
-    "landscape_spacing": {name: "spacing" for name in _WALK},
-    "landscape_batching": {name: "batching" for name in _WALK},
-    "divergence_points": {"divergence": "points"},
-    "divergence_range": {"divergence": ("low", "high")},
-}
-
-
-def probe_settings(config: Config, name: str) -> dict:
-    """The options of probe ``name`` from ``config`` (``PROBE_SETTINGS``), with its schedule:
-    ``every(probe_every)``, divergence (B18) at ``divergence_steps``."""
-    if name == "divergence":
-        options = {"schedule": at_steps(*config.divergence_steps), "spacing": "log"}
-    else:
-        options = {"schedule": every(config.probe_every)}
-    for setting, targets in PROBE_SETTINGS.items():
-        target = targets.get(name)
-        value = getattr(config, setting)
-        if isinstance(target, tuple):
-            options.update(zip(target, value))
-        elif target is not None:
-            options[target] = value
-    return options
-
-
-def build_probes(config: Config) -> tuple:
-    """The probe bundle of ``config``; bundle names (cheap, standard, full) expand to their members."""
-    return tuple(make_probe(name, **probe_settings(config, name)) for name in expand_bundles(config.probes))
-
-
-# ------------------------------------------------------------------------------ compiled steps
-
-
-def make_group_step(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callable:
-    """One jitted function stepping every network of the group (and measuring ``probes``).
-
-    ``(states, x, y, step, setups) -> (new_states, metrics (networks, 2), probe_outputs)``;
-    ``metrics[i] = (loss, accuracy)`` of network i on this batch before its update; ``setups``
-    from ``probe_setups``. Each network's probes share one ``SharedPieces``, created here inside
-    the trace: a piece several probes need is computed once per network and step.
-    """
-
-    def group_step(states, x, y, step, setups):
-        new_states, metrics, outputs = [], [], []
-        for spec, state, setup in zip(specs, states, setups):
-            new_state, result = train_step(spec, state, x, y)
-            new_states.append(new_state)
-            metrics.append(jnp.stack([result.loss, result.accuracy.astype(result.loss.dtype)]))
-            if probes:
-                context = ProbeContext(
-                    spec=spec,
-                    state=state,
-                    x=x,
-                    y=y,
-                    loss=result.loss,
-                    grads=result.grads,
-                    activations=result.intermediates,
-                    learning_rate=spec.learning_rate(step),
-                    step=step,
-                    setup=setup,
-                    shared=SharedPieces(),
-                )
-                outputs.append({probe.name: probe.measure(context) for probe in probes})
-        return tuple(new_states), jnp.stack(metrics), tuple(outputs)
-
-    return jax.jit(group_step, donate_argnums=(0,))
-
-
-def make_group_eval(specs: tuple[NetworkSpec, ...]) -> Callable:
-    """Jitted ``(states, x, y, mask) -> (networks, 2)`` summed loss and correct count, eval mode."""
-
-    def group_eval(states, x, y, mask):
-        return jnp.stack([jnp.stack(evaluate_batch(spec, state, x, y, mask)) for spec, state in zip(specs, states)])
-
-    return jax.jit(group_eval)
-
-
-def evaluate(group_eval, states, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Mean loss and accuracy of every network over ``(x, y)``: shape (networks, 2)."""
-    n = len(x)
-    totals = None
-    for start in range(0, n, EVAL_CHUNK):
-        xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
-        mask = np.ones(len(xb), np.float32)
-        if len(xb) < EVAL_CHUNK and n > EVAL_CHUNK:  # pad to one compiled shape
-            pad = EVAL_CHUNK - len(xb)
-            xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
-            yb = np.concatenate([yb, np.zeros((pad,) + yb.shape[1:], yb.dtype)])
-            mask = np.concatenate([mask, np.zeros(pad, np.float32)])
-        part = group_eval(states, xb, yb, mask)
-        totals = part if totals is None else totals + part
-    return np.asarray(totals) / n
-
 
 # ------------------------------------------------------------------------------------ the loop
 

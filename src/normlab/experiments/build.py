@@ -1,0 +1,127 @@
+"""Building a run: the group of networks (one seed, identical shared weights) and its probes."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from flax import nnx
+
+from normlab.data import BatchIterator, Dataset
+from normlab.experiments.config import Config
+from normlab.models import build_model
+from normlab.norms import norm_options as accepted_norm_options
+from normlab.probes import at_steps, every, expand_bundles, make_probe
+from normlab.train import NetworkSpec, NetworkState, make_network, make_optimizer
+
+
+def total_steps(config: Config, dataset: Dataset) -> int:
+    """Steps of the run: ``steps`` if set, else ``epochs`` passes over the training split."""
+    if config.steps > 0:
+        return config.steps
+    if config.full_batch:
+        return config.epochs
+    return config.epochs * batch_iterator(config, dataset).steps_per_epoch
+
+
+def batch_iterator(config: Config, dataset: Dataset) -> BatchIterator:
+    n = len(dataset.x_train)
+    batch_size = n if config.full_batch else min(config.batch_size, n)
+    return BatchIterator(n, batch_size, seed=config.data_seed, shuffle=not config.full_batch, drop_last=True)
+
+
+def norm_options(config: Config, norm: str) -> dict:
+    """The running-statistics settings of ``config``, for the norms that keep running statistics."""
+    wanted = {"momentum": config.bn_momentum, "running_var": config.bn_running_var}
+    accepted = accepted_norm_options(norm)
+    return {key: value for key, value in wanted.items() if key in accepted}
+
+
+def build_network_model(config: Config, dataset: Dataset, norm: str) -> nnx.Module:
+    """One network of the group; the same seed for every network (the pairing)."""
+    rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1, noise=config.seed + 2)
+    options = dict(
+        input_shape=dataset.input_shape,
+        num_classes=dataset.num_classes,
+        norm=norm,
+        norm_options=norm_options(config, norm),
+        rngs=rngs,
+        width=config.width,
+        bias_before_norm=config.bias_before_norm,
+        norm_exclude=config.norm_exclude,
+        norm_position=config.norm_position,
+        dropout=config.dropout,
+        conv_path=config.conv_path,
+    )
+    if config.activation:
+        options["activation"] = config.activation
+    return build_model(config.model, **options)
+
+
+def build_group(config: Config, dataset: Dataset) -> tuple[tuple[NetworkSpec, ...], tuple[NetworkState, ...]]:
+    steps = total_steps(config, dataset)
+    specs, states = [], []
+    for norm in config.networks:
+        model = build_network_model(config, dataset, norm)
+        tx, schedule = make_optimizer(
+            config.optimizer,
+            config.lr,
+            total_steps=steps,
+            momentum=config.momentum,
+            schedule=config.lr_schedule,
+            weight_decay=config.weight_decay,
+        )
+        spec, state = make_network(norm, model, tx, schedule, task=dataset.task)
+        specs.append(spec)
+        states.append(state)
+    return tuple(specs), tuple(states)
+
+
+def parameter_count(state: NetworkState) -> int:
+    """Trainable parameters (``nnx.Param`` entries) of a network."""
+    return int(sum(np.size(leaf) for leaf in jax.tree.leaves(state.params)))
+
+
+_WALK = ("landscape", "predictiveness", "beta_smoothness")
+
+# Which setting reaches which probe field: setting -> {probe: field} (a tuple field unpacks a pair).
+# landscape, predictiveness and beta_smoothness read the same grid settings: one grid is what lets
+# them share a single gradient walk inside the compiled step. Checked against every probe's
+# fields by tests/experiments/test_runner.py; a probe not named here gets only its schedule.
+PROBE_SETTINGS: dict[str, dict[str, str | tuple[str, str]]] = {
+    "probe_bn_mode": {name: "bn_mode" for name in ("activations", "ics", *_WALK, "divergence")},
+    "hist_bins": {"activations": "bins"},
+    "hist_range": {"activations": "value_range"},
+    "tracked_layer": {"activations": "tracked_layer"},
+    "tracked_unit": {"activations": "tracked_unit"},
+    "tracked_param_layer": {"gradients": "tracked_layer"},
+    "tracked_param_index": {"gradients": "tracked_index"},
+    "ics_strategy": {"ics": "strategy"},
+    "landscape_points": {name: "points" for name in _WALK},
+    "landscape_range": {name: ("low", "high") for name in _WALK},
+    "landscape_spacing": {name: "spacing" for name in _WALK},
+    "landscape_batching": {name: "batching" for name in _WALK},
+    "divergence_points": {"divergence": "points"},
+    "divergence_range": {"divergence": ("low", "high")},
+}
+
+
+def probe_settings(config: Config, name: str) -> dict:
+    """The options of probe ``name`` from ``config`` (``PROBE_SETTINGS``), with its schedule:
+    ``every(probe_every)``, divergence (B18) at ``divergence_steps``."""
+    if name == "divergence":
+        options = {"schedule": at_steps(*config.divergence_steps), "spacing": "log"}
+    else:
+        options = {"schedule": every(config.probe_every)}
+    for setting, targets in PROBE_SETTINGS.items():
+        target = targets.get(name)
+        value = getattr(config, setting)
+        if isinstance(target, tuple):
+            options.update(zip(target, value))
+        elif target is not None:
+            options[target] = value
+    return options
+
+
+def build_probes(config: Config) -> tuple:
+    """The probe bundle of ``config``; bundle names (cheap, standard, full) expand to their members."""
+    return tuple(make_probe(name, **probe_settings(config, name)) for name in expand_bundles(config.probes))

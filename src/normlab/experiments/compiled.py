@@ -1,0 +1,76 @@
+"""The compiled functions of a run: one group step (train every network, measure the due probes)
+and one group evaluation, each a single ``jax.jit`` over all networks of the group."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from normlab.probes import ProbeContext, SharedPieces
+from normlab.train import NetworkSpec, evaluate_batch, train_step
+
+EVAL_CHUNK = 500
+
+
+def make_group_step(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callable:
+    """One jitted function stepping every network of the group (and measuring ``probes``).
+
+    ``(states, x, y, step, setups) -> (new_states, metrics (networks, 2), probe_outputs)``;
+    ``metrics[i] = (loss, accuracy)`` of network i on this batch before its update; ``setups``
+    from ``probe_setups``. Each network's probes share one ``SharedPieces``, created here inside
+    the trace: a piece several probes need is computed once per network and step.
+    """
+
+    def group_step(states, x, y, step, setups):
+        new_states, metrics, outputs = [], [], []
+        for spec, state, setup in zip(specs, states, setups):
+            new_state, result = train_step(spec, state, x, y)
+            new_states.append(new_state)
+            metrics.append(jnp.stack([result.loss, result.accuracy.astype(result.loss.dtype)]))
+            if probes:
+                context = ProbeContext(
+                    spec=spec,
+                    state=state,
+                    x=x,
+                    y=y,
+                    loss=result.loss,
+                    grads=result.grads,
+                    activations=result.intermediates,
+                    learning_rate=spec.learning_rate(step),
+                    step=step,
+                    setup=setup,
+                    shared=SharedPieces(),
+                )
+                outputs.append({probe.name: probe.measure(context) for probe in probes})
+        return tuple(new_states), jnp.stack(metrics), tuple(outputs)
+
+    return jax.jit(group_step, donate_argnums=(0,))
+
+
+def make_group_eval(specs: tuple[NetworkSpec, ...]) -> Callable:
+    """Jitted ``(states, x, y, mask) -> (networks, 2)`` summed loss and correct count, eval mode."""
+
+    def group_eval(states, x, y, mask):
+        return jnp.stack([jnp.stack(evaluate_batch(spec, state, x, y, mask)) for spec, state in zip(specs, states)])
+
+    return jax.jit(group_eval)
+
+
+def evaluate(group_eval, states, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mean loss and accuracy of every network over ``(x, y)``: shape (networks, 2)."""
+    n = len(x)
+    totals = None
+    for start in range(0, n, EVAL_CHUNK):
+        xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+        mask = np.ones(len(xb), np.float32)
+        if len(xb) < EVAL_CHUNK and n > EVAL_CHUNK:  # pad to one compiled shape
+            pad = EVAL_CHUNK - len(xb)
+            xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
+            yb = np.concatenate([yb, np.zeros((pad,) + yb.shape[1:], yb.dtype)])
+            mask = np.concatenate([mask, np.zeros(pad, np.float32)])
+        part = group_eval(states, xb, yb, mask)
+        totals = part if totals is None else totals + part
+    return np.asarray(totals) / n
