@@ -58,9 +58,11 @@ def _preset(name: str, description: str, **settings) -> Preset:
 _PRESETS = [
     _preset(
         "quickstart",
-        "Part 1 study on the embedded digits data: mlp with and without BN, Adam 1e-3, 15 epochs, well under a minute on 2 CPU cores",
+        "Part 1 study on the embedded digits data: mlp with and without BN, plain SGD lr 0.03 (with Part 1's "
+        "Adam 1e-3 both nets learn digits equally fast), batch 32, 10 epochs, well under a minute on 2 CPU cores",
         **PART1
-        | dict(dataset="digits", input_normalization="", epochs=15, probe_every=22, log_every=44, train_eval_size=1437),
+        | dict(dataset="digits", input_normalization="", optimizer="sgd", lr=0.03, epochs=10, eval_every=22,
+               probe_every=11, log_every=44, train_eval_size=1437),
     ),
     _preset(
         "part1",

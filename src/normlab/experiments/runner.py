@@ -37,6 +37,7 @@ from normlab.experiments.compiled import EVAL_CHUNK, evaluate, make_group_eval, 
 from normlab.experiments.config import Config, from_dict, to_dict
 from normlab.experiments.pending import PendingResults
 from normlab.experiments.presets import PRESETS
+from normlab.experiments.start import write_start_views
 from normlab.probes import active_probes, probe_meta, probe_setups
 from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
 from normlab.train.compile_time import CompileTimer
@@ -156,6 +157,7 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
         param_counts={spec.name: parameter_count(state) for spec, state in zip(specs, states)},
         total_steps=total_steps(config, dataset),
     )
+    write_start_views(store, config, dataset, specs, states)  # before training donates the states
     result = _train(config, dataset, specs, states, probe_setups(probes, specs, states), probes, store, start=0,
                     quiet=quiet)
     return _with_report(result, config.report if report is None else report)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from normlab.probes import make_probe, probe_names
 from normlab.probes.base import Headline, headline_value
+from normlab.report.findings import findings
 from normlab.store import load_run
 
 
@@ -73,10 +75,19 @@ def _declared_headline(name: str, per_network_meta: dict) -> Headline | None:
     return getattr(make_probe(name), "headline", None) if name in probe_names() else None
 
 
+def findings_lines(run, width: int = 110) -> list[str]:
+    """The report's findings (``normlab.report.findings``), one wrapped bullet each."""
+    lines = []
+    for finding in findings(run):
+        lines += textwrap.wrap(finding.short or finding.text, width, initial_indent="- ", subsequent_indent="  ")
+    return lines
+
+
 def summary_lines(path: str | Path) -> list[str]:
     run = load_run(path)
     info = run.info
     lines = [f"status: {run.status}, {info.get('steps_done', '?')} steps"]
+    lines += findings_lines(run)
     lines += metrics_table(run)
     probes = probe_lines(run)
     if probes:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from normlab.report.findings import findings, replicate_groups
 from normlab.report.header import SUMMARY_HEADER, header_rows, provenance_rows, summary_row
 from normlab.report.runs import MAX_OVERLAID, RunSet, format_value
 from normlab.report.sections import Section, Table
@@ -47,6 +48,7 @@ details { margin: .3rem 0 1rem; }
 summary { cursor: pointer; color: #1f4e9c; }
 footer { color: #888; font-size: .8rem; margin-top: 3rem; }
 code { background: #f4f4f4; padding: 0 .2rem; }
+ul.findings li { margin: .25rem 0; }
 """
 
 REFERENCES = [
@@ -56,6 +58,9 @@ REFERENCES = [
     ("d2l", "Zhang, Lipton, Li & Smola, Dive into Deep Learning, section Batch Normalization and its exercises."),
     ("seed notebooks", "'How does batch normalization work?' Part 1 (MLP on MNIST) and Part 2 (VGG on CIFAR-10)."),
 ]
+
+
+FIRST_SCREEN = ("start",)
 
 
 @dataclass
@@ -68,6 +73,7 @@ class RenderedItem:
     source: str = ""
     extra_links: tuple = ()  # (label, relative path), e.g. the SVG version
     table: Table | None = None
+    anchor: str = ""  # the figure's name: the page gives it the id "fig-<anchor>"
 
 
 @dataclass
@@ -85,6 +91,10 @@ def page(runset: RunSet, sections: list[RenderedSection], out: Path) -> str:
     """The complete HTML document."""
     shown = [s for s in sections if s.items]
     left_out = [s for s in sections if not s.items]
+    numbered = list(_numbered(shown))
+    # Sections shown before the contents, right under the findings (the data and the start).
+    first_screen = sum(1 for s in shown if s.section.key in FIRST_SCREEN)
+    numbered = sorted(numbered, key=lambda pair: pair[1].section.key not in FIRST_SCREEN)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -95,10 +105,12 @@ def page(runset: RunSet, sections: list[RenderedSection], out: Path) -> str:
         f'<p class="subtitle">normlab report, written {_datetime.datetime.now():%Y-%m-%d %H:%M}. '
         "Colors stand for networks (the same in every figure)"
         + ("; line styles tell the runs apart" if runset.several else "") + ".</p>",
+        _findings_html(runset, _anchors(shown)),
+        *(_section_html(s, number) for number, s in numbered[:first_screen]),
         _contents(shown, left_out),
         _runs_html(runset, out),
         _summary_html(runset),
-        *(_section_html(s, number) for number, s in _numbered(shown)),
+        *(_section_html(s, number) for number, s in numbered[first_screen:]),
         _left_out_html(left_out),
         _references_html(),
         "<footer>Rebuild with <code>normlab report "
@@ -126,8 +138,12 @@ def _numbered(sections: list[RenderedSection]):
 
 
 def _contents(shown: list[RenderedSection], left_out: list[RenderedSection]) -> str:
-    entries = ['<li><a href="#runs">What was run</a></li>', '<li><a href="#summary">Summary</a></li>']
-    entries += [f'<li><a href="#{s.section.key}">{escape(s.section.title)}</a></li>' for s in shown]
+    entries = ['<li><a href="#findings">Findings</a></li>']
+    entries += [f'<li><a href="#{s.section.key}">{escape(s.section.title)}</a></li>' for s in shown
+                if s.section.key in FIRST_SCREEN]
+    entries += ['<li><a href="#runs">What was run</a></li>', '<li><a href="#summary">Summary</a></li>']
+    entries += [f'<li><a href="#{s.section.key}">{escape(s.section.title)}</a></li>' for s in shown
+                if s.section.key not in FIRST_SCREEN]
     if left_out:
         entries.append('<li><a href="#left-out">Left out (no data)</a></li>')
     return "<nav><ol>" + "".join(entries) + "</ol></nav>"
@@ -210,6 +226,45 @@ def _section_html(rendered: RenderedSection, first_number: int) -> str:
     return "".join(parts)
 
 
+def _anchors(shown: list[RenderedSection]) -> dict[str, int]:
+    """Figure name -> figure number, for the figures on the page."""
+    anchors = {}
+    for number, section in _numbered(shown):
+        for item in section.items:
+            if item.kind in ("image", "video", "gif"):
+                if item.anchor:
+                    anchors[item.anchor] = number
+                number += 1
+    return anchors
+
+
+def _findings_html(runset: RunSet, anchors: dict[str, int]) -> str:
+    """The findings of every group of replicate runs, each sentence linking to its figure."""
+    groups = replicate_groups([r.run for r in runset.runs])
+    labels = {id(r.run): r.label for r in runset.runs}
+    parts = ['<section id="findings"><h2>Findings</h2>',
+             "<p class=\"intro\">Computed by fixed rules from this run's stored arrays (the rules are in "
+             "<code>normlab.report.findings</code>); an accuracy difference the run cannot resolve is stated "
+             "last.</p>"]
+    for group in groups:
+        items = findings(group)
+        if len(groups) > 1:
+            name = labels[id(group[0])] + (f" and {len(group) - 1} replicates" if len(group) > 1 else "")
+            parts.append(f"<h3>{escape(name)}</h3>")
+        if not items:
+            parts.append('<p class="note">No evaluations or probe data to state findings from.</p>')
+            continue
+        rows = []
+        for finding in items:
+            link = ""
+            if finding.figure in anchors:
+                link = f' <a href="#fig-{escape(finding.figure)}">(Figure {anchors[finding.figure]})</a>'
+            rows.append(f"<li>{escape(finding.text)}{link}</li>")
+        parts.append(f'<ul class="findings">{"".join(rows)}</ul>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def _figure_html(item: RenderedItem, number: int) -> str:
     source, alt = escape(item.source), escape(item.title)
     if item.kind == "video":
@@ -218,7 +273,8 @@ def _figure_html(item: RenderedItem, number: int) -> str:
     else:
         media = f'<img src="{source}" alt="{alt}" loading="eager">'
     links = "".join(f' [<a href="{escape(path)}">{escape(label)}</a>]' for label, path in item.extra_links)
-    return (f"<figure>{media}<figcaption><b>Figure {number}. {escape(item.title)}.</b> "
+    anchor = f' id="fig-{escape(item.anchor)}"' if item.anchor else ""
+    return (f"<figure{anchor}>{media}<figcaption><b>Figure {number}. {escape(item.title)}.</b> "
             f"{escape(item.caption)}{links}</figcaption></figure>")
 
 

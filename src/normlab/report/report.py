@@ -15,6 +15,7 @@ from normlab.report.figures.activations import activations_section
 from normlab.report.figures.distance import distance_section
 from normlab.report.figures.drift import drift_section
 from normlab.report.figures.gradients import gradients_section
+from normlab.report.figures.start import start_section
 from normlab.report.figures.santurkar import divergence_section, ics_section, landscape_section
 from normlab.report.figures.sweep import sweep_section
 from normlab.report.figures.training import training_section
@@ -30,6 +31,7 @@ FORMATS = ("png", "svg")
 
 # The report's sections, in page order; each builder takes the RunSet and returns a Section.
 SECTION_BUILDERS: list[Callable[[RunSet], Section]] = [
+    start_section,
     training_section,
     activations_section,
     drift_section,
@@ -111,7 +113,7 @@ def _render_item(item, out: Path, formats, video) -> RenderedItem:
     if isinstance(item, Movie):
         path = item.write(out / ANIMATIONS_DIR / item.name, video)
         kind = "video" if path.suffix == ".mp4" else "gif"
-        return RenderedItem(kind, item.title, item.caption, source=relative(path, out))
+        return RenderedItem(kind, item.title, item.caption, source=relative(path, out), anchor=item.name)
     if isinstance(item, Table):
         return RenderedItem("table", item.title, item.caption, table=item)
     raise TypeError(f"unknown report item {item!r}")
@@ -126,4 +128,5 @@ def _save_plot(plot: Plot, out: Path, formats) -> RenderedItem:
         paths.append(path)
     plot.figure.clear()  # free the memory now: a report can have dozens of figures
     links = tuple((path.suffix[1:].upper(), relative(path, out)) for path in paths[1:])
-    return RenderedItem("image", plot.title, plot.caption, source=relative(paths[0], out), extra_links=links)
+    return RenderedItem("image", plot.title, plot.caption, source=relative(paths[0], out), extra_links=links,
+                        anchor=plot.name)

@@ -10,6 +10,8 @@
       probes/<probe>/<network>/<first:09d>-<last:09d>.npz   one chunk per flush
       checkpoints/<step:09d>.msgpack                         model/optimizer state
       checkpoints/<step:09d>.json                            the checkpoint's ``extra`` dict
+      start/start.json, start/data.npz, start/weights.npz   the run's start views (examples,
+                                    input histograms, step-0 weight histograms), written once
       <anything else>               figures, reports: written through ``RunStore.write_*``
 """
 
@@ -26,6 +28,10 @@ METRICS_FILE = "metrics.csv"
 PROBES_DIR = "probes"
 CHECKPOINTS_DIR = "checkpoints"
 PROBE_META_FILE = "meta.json"
+# The start views: written once at run creation through ``RunStore.write_json`` / ``write_arrays``.
+START_META_FILE = "start/start.json"
+START_DATA_FILE = "start/data.npz"
+START_WEIGHTS_FILE = "start/weights.npz"
 
 # Bumped when the layout changes incompatibly; stored in run.json.
 FORMAT_VERSION = 1

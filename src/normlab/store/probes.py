@@ -77,7 +77,7 @@ def write_chunk(directory: Path, stacked: dict[str, np.ndarray]) -> Path:
     steps = stacked[STEP_KEY]
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / chunk_name(int(steps[0]), int(steps[-1]))
-    write_atomically(path, lambda file: _write_npz(file, stacked))
+    write_atomically(path, lambda file: write_npz(file, stacked))
     return path
 
 
@@ -130,7 +130,7 @@ def last_stored_step(directory: Path) -> int | None:
     return max(last for _, last, _ in chunks) if chunks else None
 
 
-def _write_npz(file, arrays: dict[str, np.ndarray]) -> None:
+def write_npz(file, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` as an uncompressed ``.npz`` (what ``np.savez`` writes) to ``file``.
 
     Written by hand so array names such as ``file`` cannot collide with ``np.savez``'s own

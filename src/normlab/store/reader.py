@@ -131,6 +131,10 @@ class Run:
         """The object in a file written with ``RunStore.write_json``."""
         return read_json(self.file(relpath))
 
+    def read_arrays(self, relpath) -> dict[str, np.ndarray]:
+        """The arrays of a file written with ``RunStore.write_arrays``."""
+        return probes.read_chunk(self.file(relpath))
+
     def _known_probe(self, name: str) -> str:
         """``name`` if the run has that probe, else ``UnknownNameError`` listing the probes."""
         names = self.probe_names

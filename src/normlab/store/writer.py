@@ -23,6 +23,7 @@ from normlab.store.files import (
     is_temporary,
     read_json,
     replacing,
+    write_atomically,
     write_bytes_atomically,
 )
 
@@ -322,6 +323,17 @@ class RunStore:
     def write_json(self, relpath, obj) -> Path:
         """Atomically write ``obj`` as JSON to ``relpath`` inside the run; returns the path."""
         return self.write_bytes(relpath, encode_json(obj))
+
+    def write_arrays(self, relpath, arrays: dict) -> Path:
+        """Atomically write ``arrays`` (name -> array of numbers) as an ``.npz`` at ``relpath``.
+
+        For small groups written once, such as the run's ``start/`` views; read back with
+        ``Run.read_arrays``. Names follow the probe rule (identifiers joined by dots).
+        """
+        path = self.path_for(relpath)
+        converted = probes.as_arrays(arrays)
+        write_atomically(path, lambda file: probes.write_npz(file, converted))
+        return path
 
     # ---------------------------------------------------------------- helpers
 
