@@ -35,7 +35,7 @@ def pair_run(runs_root) -> Path:
     """A completed baseline/BN run with the Part 1 probes, baseline diverging at step 33."""
     preset = synthetic.default_config(steps=40)
     return synthetic.make_run(
-        runs_root / "pair", diverge={"none": 33},
+        runs_root / "pair", diverge={"none": 33}, start=True,
         info={"param_counts": {"none": 242_762, "batch": 243_658}, "total_steps": 40,
               "preset_defaults": {**preset, "lr": 0.01}},
     )

@@ -7,6 +7,7 @@ are heavy tailed; the loss falls. Nothing here imports JAX, so the report tests 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,8 @@ def default_config(**changes) -> dict:
 def make_run(path: Path, *, steps: int = 40, probe_every: int = 10, eval_every: int = 20,
              networks=("none", "batch"), probes=("activations", "gradients", "distance"),
              diverge: dict | None = None, status: str = "completed", seed: int = 0,
-             config_changes: dict | None = None, info: dict | None = None, quality: float = 0.0) -> Path:
+             config_changes: dict | None = None, info: dict | None = None, quality: float = 0.0,
+             start: bool = False) -> Path:
     """Write a synthetic run of ``steps`` steps to ``path`` and return ``path``.
 
     ``diverge`` maps a network to the step at which its loss becomes NaN (it then stops, as the
@@ -71,10 +73,55 @@ def make_run(path: Path, *, steps: int = 40, probe_every: int = 10, eval_every: 
     _write_metrics(store, rng, steps, eval_every, networks, diverge, quality)
     for probe in probes:  # "landscape" writes the three S18 Fig. 4 probes together
         _PROBE_WRITERS[probe](store, rng, steps, probe_every, networks, diverge)
+    if start:
+        write_start(store, networks, seed)
     store.flush()
     extra = {"diverged": diverge, "steps_done": steps, "train_seconds": 12.5}
     store.set_status(status, **extra, **(info or {}))
     return path
+
+
+def write_start(store, networks, seed: int = 0, *, num_train: int = 200, num_test: int = 50,
+                differ: str | None = None) -> None:
+    """The runner's ``start/`` views for a 4x4 image dataset and an MLP per network: shared kernels
+    and biases identical in every network (one fingerprint), a norm scale/bias per hidden layer for
+    the networks other than "none". ``differ`` names a kernel made different in the last network."""
+    from normlab.store.layout import START_DATA_FILE, START_META_FILE, START_WEIGHTS_FILE
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 17, size=(num_train, 4, 4, 1)).astype(np.float32)
+    normalized = (images - images.mean()) / images.std()
+    indices = np.arange(5)
+    data = {"examples.images": images[indices], "examples.labels": np.arange(5, dtype=np.int32)}
+    for which, values in (("raw", images), ("normalized", normalized)):
+        counts, edges = np.histogram(values, bins=10)
+        data[f"inputs.{which}.counts"], data[f"inputs.{which}.edges"] = counts, edges
+    shapes = {f"{layer}.kernel": (16 if i == 0 else 8, 8 if i < 3 else 10) for i, layer in enumerate(WEIGHT_LAYERS)}
+    shapes |= {f"{layer}.bias": (8 if i < 3 else 10,) for i, layer in enumerate(WEIGHT_LAYERS)}
+    shared = {name: (rng.normal(0, 0.3, shape) if name.endswith("kernel") else np.zeros(shape)) for name, shape in shapes.items()}
+    meta_networks, weights = {}, {}
+    for index, network in enumerate(networks):
+        values = dict(shared)
+        if differ and index == len(networks) - 1:
+            values[differ] = values[differ] + 1.0
+        if network != "none":
+            for layer in WEIGHT_LAYERS[:3]:
+                values[f"{layer}.norm_scale"], values[f"{layer}.norm_bias"] = np.ones(8), np.zeros(8)
+        meta_networks[network] = {}
+        for name, value in values.items():
+            meta_networks[network][name] = {
+                "layer": name.split(".")[0], "norm": ".norm_" in name, "shape": list(value.shape), "size": int(value.size),
+                "sha256": hashlib.sha256(np.float32(value).tobytes()).hexdigest(), "min": float(value.min()),
+                "max": float(value.max()), "mean": float(value.mean()), "std": float(value.std())}
+            low, high = (float(value.min()) - 0.5, float(value.max()) + 0.5)
+            counts, edges = np.histogram(value, bins=12, range=(low, high))
+            weights[f"{network}.{name}.counts"], weights[f"{name}.edges"] = counts, edges
+    store.write_arrays(START_DATA_FILE, data)
+    store.write_arrays(START_WEIGHTS_FILE, weights)
+    store.write_json(START_META_FILE, {"format": 1, "networks": meta_networks, "data": {
+        "dataset": "synthetic", "task": "classification", "num_train": num_train, "num_test": num_test,
+        "input_shape": [4, 4, 1], "num_classes": 10, "normalization": "standard", "raw_available": True,
+        "example_indices": indices.tolist(), "histogram_examples": num_train}})
 
 
 def _provenance(seed: int) -> dict:

@@ -63,8 +63,10 @@ def parameter_names(spec, params) -> dict[str, tuple[tuple, str, bool]]:
         owner = max(range(len(prefixes)), key=lambda i: (_common_length(prefixes[i], path), -i))
         layer = spec.weight_layer_names[owner]
         is_norm = path[: len(prefixes[owner])] != prefixes[owner]
-        names[f"{layer}.{'norm_' if is_norm else ''}{path[-1]}"] = (path, layer, is_norm)
-    return names
+        names[f"{layer}.{'norm_' if is_norm else ''}{path[-1]}"] = (path, layer, is_norm, owner)
+    # In forward order (the state's own order is alphabetical: "head" before "hidden").
+    ordered = sorted(names.items(), key=lambda item: item[1][3])
+    return {name: value[:3] for name, value in ordered}
 
 
 def _common_length(a: tuple, b: tuple) -> int:

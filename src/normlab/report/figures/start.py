@@ -110,11 +110,13 @@ def plot_initial_weights(meta: dict, weights: dict) -> Plot | None:
             axis.stairs(counts, edges, fill=name in identical, alpha=0.75,
                         color="#555555" if name in identical else network_color(network), label=label)
         size = networks[holders[0]][name]["size"]
-        axis.set_title(f"{name} ({size:,})" + (" - identical" if name in identical else ""), fontsize=9)
+        axis.set_title(f"{name} ({size:,} values)", fontsize=8)
+        if name in identical:
+            axis.text(0.02, 0.95, "identical in\nevery network", transform=axis.transAxes, fontsize=7, va="top")
     hide_unused(axes, len(drawn))
     names = list(networks)
-    caption = (f"Initial (step-0) values of every weight-layer parameter, per layer, with the number of values. "
-               f"{len(identical)} of them have the same SHA-256 fingerprint in all of {', '.join(names)}: "
+    caption = (f"Initial (step-0) values of every weight layer's kernel, with the number of values. "
+               f"{sum(n in identical for n in drawn)} of the {len(drawn)} kernels have the same SHA-256 fingerprint in all of {', '.join(names)}: "
                "drawn once, they are identical - the networks start from the same weights and differ only by "
                "the norm.")
     if any(n not in identical for n in drawn):
