@@ -148,7 +148,7 @@ def test_replicates_give_mean_sd_and_n(tmp_path):
     assert [len(g) for g in replicate_groups(runs)] == [3]
     items = findings(runs)
     (accuracy,) = _texts(items, "accuracy")
-    assert "batch - none (final): +20.00 pp ± +10.00 pp (n=3)" in accuracy
+    assert "batch - none (final): +20.00 pp ± 10.00 pp (n=3)" in accuracy
     assert "over 3 seeds" in accuracy and "larger than" in accuracy  # 20 > 2 * 10 / sqrt(3)
     assert "none 2 ± 1 (n=3)" in _texts(items, "gradients")[0]
 
@@ -176,3 +176,19 @@ def test_start_section_says_identical_only_when_the_fingerprints_match(tmp_path,
     assert ("Kernels that differ between the networks are overlaid" in start) == (differ is not None)
     assert "The 4 bias vectors start all 0; 4 of them identical in every network." in start
     assert "dense0.norm_scale" in start and "2.50" in start  # 500 parameters / 200 samples
+
+
+def test_landscape_type_probes_report_the_median_of_their_declared_headline(tmp_path):
+    path = _run(tmp_path / "r", accuracy={"none": [0.1] * 5, "batch": [0.1] * 5})
+    store = RunStore.open(path)
+    store.set_probe_meta("landscape", {"networks": {n: {"headline": "spread"} for n in ("none", "batch")}})
+    spreads = {"none": [[1.0, 3.0], [5.0, 7.0], [2.0, 2.0]], "batch": [[0.1, 0.3], [0.2, 0.2], [0.5, 0.5]]}
+    for network, per_step in spreads.items():
+        for step, values in enumerate(per_step):
+            store.append_probe("landscape", network, step, {"spread": np.float32(values)})
+    store.flush()
+    (text,) = _texts(findings(load_run(path)), "landscape")
+    # per-step means 2, 6, 2 -> median 2; 0.2, 0.2, 0.5 -> 0.2
+    assert text == ("landscape: median over the run of the loss band along the gradient (max - min over step "
+                    "sizes; S18 Fig. 4a): none 2, batch 0.2.")
+    assert _texts(findings(load_run(path)), "predictiveness") == []

@@ -59,7 +59,7 @@ def test_each_figure_has_a_numbered_caption_naming_its_paper_figure(pair_report)
     html = pair_report.read_text(encoding="utf-8")
     captions = re.findall(r"<figcaption><b>Figure (\d+)\. [^<]*</b> ([^<]*)", html)
     assert [int(number) for number, _ in captions] == list(range(1, len(captions) + 1))
-    assert len(captions) == 12  # 11 figures and the animation
+    assert len(captions) == 15  # 3 start views, 11 figures and the animation
     for _number, text in captions:
         assert len(text) > 150  # a paragraph: what is plotted and how to read it
         assert re.search(r"S18|BN15|B18|d2l|seed notebook", text), text

@@ -151,7 +151,9 @@ def gradient_spread(run: Run, network: str) -> dict | None:
 def headline_median(run: Run, probe: str, network: str) -> float | None:
     """Median over the run of ``probe``'s headline array (mean over its trailing axes)."""
     arrays = _probe(run, probe, network)
-    key = _meta(run, probe, network).get("headline")
+    declared = _meta(run, probe, network).get("headline")
+    # The declaration is {"key", "reduction", ...}; runs stored before declarations hold the bare key.
+    key = declared.get("key") if isinstance(declared, dict) else declared
     if arrays is None or not key or key not in arrays:
         return None
     values = np.asarray(arrays[key], dtype=float)
@@ -194,7 +196,7 @@ def _stat(values, fmt) -> str:
         return "-"
     if len(values) == 1:
         return fmt(values[0])
-    return f"{fmt(float(np.mean(values)))} ± {fmt(float(np.std(values, ddof=1)))} (n={len(values)})"
+    return f"{fmt(float(np.mean(values)))} ± {fmt(float(np.std(values, ddof=1))).lstrip('+')} (n={len(values)})"
 
 
 def _pct(value: float) -> str:
@@ -273,7 +275,8 @@ def _resolution(runs: list[Run], pairs, differences) -> tuple[str, bool | None]:
         source = f"twice the standard error of a difference on {n_test} test examples"
     if abs(mean) > bound:
         return f"larger than {source} ({100 * bound:.2f} pp).", True
-    return f"within {source} ({100 * bound:.2f} pp): not an accuracy difference this run can resolve.", False
+    these = "these runs" if len(differences) > 1 else "this run"
+    return f"within {source} ({100 * bound:.2f} pp): not an accuracy difference {these} can resolve.", False
 
 
 def speed_findings(runs: list[Run]) -> list[Finding]:
@@ -289,7 +292,7 @@ def speed_findings(runs: list[Run]) -> list[Finding]:
                     f"{', '.join(f'{100 * v:g}' for v in ACCURACY_LEVELS)}% every network reached) at step "
                     + ", ".join(f"{_steps(steps[n])} ({n})" for n in networks) + _eval_cadence(runs) + ".")
             short = (f"Speed: >= {100 * level:g}% test accuracy first at step "
-                     + ", ".join(f"{_steps(steps[n])} ({n})" for n in networks) + ".")
+                     + ", ".join(f"{_steps(steps[n])} ({n})" for n in networks) + _eval_cadence(runs) + ".")
             findings.append(Finding("speed", text, "accuracy_curves", short=short))
     loss_finding = _loss_speed(runs, networks)
     if loss_finding:

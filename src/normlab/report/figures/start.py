@@ -44,7 +44,8 @@ def plot_examples(meta: dict, data: dict) -> Plot | None:
     kind = "raw pixels" if data_meta.get("raw_available") else "normalized inputs (no raw form stored)"
     caption = (f"{len(images)} training examples of {data_meta.get('dataset', 'the dataset')} drawn with the "
                f"data seed (indices {', '.join(map(str, data_meta.get('example_indices', [])))}), shown as {kind}, "
-               "with their labels.")
+               "with their labels, as the seed notebook Part 1 shows them before training: what the networks "
+               "are asked to classify.")
     return Plot("start_examples", "Training examples", figure, caption)
 
 
@@ -69,7 +70,9 @@ def plot_inputs(meta: dict, data: dict) -> Plot | None:
         axis.set_ylabel("count (log)")
     caption = (f"Every input feature of the first {data_meta.get('histogram_examples', '?'):,} training examples, "
                "before (left) and after (right) the input normalization the networks see; log counts, so the "
-               "rare bright pixels stay visible next to the background peak.")
+               "rare bright pixels stay visible next to the background peak. The seed notebook Part 1 shows the "
+               "same pair: a bimodal raw distribution (background and strokes) shifted and scaled by the "
+               "normalization, its shape unchanged.")
     if not data_meta.get("raw_available"):
         caption += " The dataset has no other (raw) form, so only the inputs as used are shown."
     return Plot("start_inputs", "Input distributions", figure, caption)
@@ -118,7 +121,7 @@ def plot_initial_weights(meta: dict, weights: dict) -> Plot | None:
     caption = (f"Initial (step-0) values of every weight layer's kernel, with the number of values. "
                f"{sum(n in identical for n in drawn)} of the {len(drawn)} kernels have the same SHA-256 fingerprint in all of {', '.join(names)}: "
                "drawn once, they are identical - the networks start from the same weights and differ only by "
-               "the norm.")
+               "the norm (seed notebook Part 1: 'both models have identical weights before training').")
     if any(n not in identical for n in drawn):
         caption += " Kernels that differ between the networks are overlaid per network."
     if biases:
