@@ -59,7 +59,7 @@ def test_a_missing_image_is_caught(tmp_path):
 
 
 ALL_FIGURES = (
-    "loss_curves", "accuracy_curves", "activation_histograms", "activation_moments", "unit_moments",
+    "start_examples", "start_inputs", "start_weights", "loss_curves", "accuracy_curves", "activation_histograms", "activation_moments", "unit_moments",
     "tracked_percentiles", "moment_drift", "tracked_gradient", "gradient_moments", "gradient_histograms", "ics",
     "landscape", "predictiveness", "beta_smoothness", "divergence", "distance_from_init",
 )
@@ -86,5 +86,8 @@ def test_report_of_a_real_tiny_run_opens_in_chromium(tmp_path):
     assert figures == [f"figures/{name}.png" for name in ALL_FIGURES]
     html = report.read_text(encoding="utf-8")
     assert re.search(r'<video src="animations/activation_histograms\.mp4"|<img src="animations/activation_histograms\.gif"', html)
+    # The runner's start views: the pair's kernels are bit-identical, and the findings come first.
+    assert "4 of the 4 kernels have the same SHA-256 fingerprint in all of none, batch" in html
+    assert html.index('id="findings"') < html.index('id="start"') < html.index('id="runs"')
     left_out = html.split('id="left-out"')[1].split("</section>")[0]
     assert "<b>Sweep curves</b>" in left_out and left_out.count("<li>") == 1  # only the sweep is missing
