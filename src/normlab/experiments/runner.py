@@ -40,6 +40,7 @@ from normlab.experiments.presets import PRESETS
 from normlab.experiments.start import write_start_views
 from normlab.probes import active_probes, probe_meta, probe_setups
 from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
+from normlab.train.compile_cache import CacheEvents, compile_cache_dir, configure_compile_cache
 from normlab.train.compile_time import CompileTimer
 
 TRAIN_COLUMNS = ["loss", "accuracy", "lr"]  # kind "train": the step's batch, before its update
@@ -140,6 +141,7 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
     ``report`` is true, or, if it is None, when ``config.report`` is (sweeps report their members
     together, so they pass False).
     """
+    configure_compile_cache(compile_cache_dir())
     dataset = load_dataset(config.dataset, normalize=config.input_normalization or None)
     specs, states = build_group(config, dataset)  # builds and validates before anything is written
     probes = build_probes(config)
@@ -165,6 +167,7 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
 
 def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     """Continue an interrupted run from its last checkpoint; same result as an uninterrupted run."""
+    configure_compile_cache(compile_cache_dir())
     run = load_run(path)
     if run.status == "completed":
         raise NormlabError(f"run {path} is already completed; nothing to resume")
@@ -246,7 +249,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
 
     started = time.perf_counter()
     try:
-        with CompileTimer() as compile_timer, _StopRequests() as stop, _Progress(total, names, quiet, start) as progress:
+        with CompileTimer() as compile_timer, CacheEvents() as cache_events, _StopRequests() as stop, _Progress(total, names, quiet, start) as progress:
             if start % eval_every == 0:  # step 0, or a resumed run whose checkpoint sits on an evaluation
                 run_evaluation(start)
                 store.flush()
@@ -279,7 +282,8 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
         status = "diverged" if pending.all_diverged else "completed"
         store.flush()
         store.set_status(status, diverged=diverged, steps_done=step, train_seconds=time.perf_counter() - started,
-                         compile_seconds=compile_timer.seconds, compilations=compile_timer.compilations)
+                         compile_seconds=compile_timer.seconds, compilations=compile_timer.compilations,
+                         compile_cache=cache_events.summary(jax.config.jax_compilation_cache_dir))
     except KeyboardInterrupt:
         checkpointed = step
         try:
