@@ -21,7 +21,7 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).parent))
 from timing import interleaved_medians  # noqa: E402
 
-from normlab.models.conv import conv2d_im2col, conv2d_xla, explicit_padding  # noqa: E402
+from normlab.models.conv import conv2d_im2col, conv2d_shifted, conv2d_xla, explicit_padding  # noqa: E402
 
 VGG_WIDTHS = (64, 64, 128, 128, 256, 256, 512, 512, 512, 512)
 POOL_AFTER = (1, 3, 5, 7, 9)
@@ -62,7 +62,7 @@ def main() -> None:
     key = jax.random.key(0)
     print(f"backend {jax.default_backend()}, batch {args.batch}, medians of {args.reps}")
     print(f"{'conv':24s} {'HxW':>5s} {'Cin':>4s} {'Cout':>4s} {'patch':>5s} "
-          f"{'xla ms':>9s} {'im2col ms':>9s} {'ratio':>6s}")
+          f"{'xla ms':>9s} {'im2col ms':>9s} {'shift ms':>9s} {'ratio':>6s} {'xla/shift':>9s}")
     for name, size, c_in, c_out, k, padding in shapes:
         kx, kk, kg = jax.random.split(jax.random.fold_in(key, hash(name) % 2**31), 3)
         pads = explicit_padding(padding, (k, k))
@@ -70,13 +70,15 @@ def main() -> None:
         kernel = jax.random.normal(kk, (k, k, c_in, c_out)) * 0.1
         h_out = size + sum(pads[0]) - k + 1
         g = jax.random.normal(kg, (args.batch, h_out, h_out, c_out))
-        steps = {"xla": make_step(conv2d_xla, pads), "im2col": make_step(conv2d_im2col, pads)}
+        steps = {"xla": make_step(conv2d_xla, pads), "im2col": make_step(conv2d_im2col, pads),
+                 "shifted": make_step(conv2d_shifted, pads)}
         # the first (warm-up) call compiles, outside the timed repeats
         med = interleaved_medians({p: (lambda step=step: step(x, kernel, g)) for p, step in steps.items()},
                                   repeats=args.reps)
         med = {p: seconds * 1e3 for p, seconds in med.items()}
         print(f"{name:24s} {size:>3d}^2 {c_in:>4d} {c_out:>4d} {k * k * c_in:>5d} "
-              f"{med['xla']:>9.2f} {med['im2col']:>9.2f} {med['xla'] / med['im2col']:>6.2f}",
+              f"{med['xla']:>9.2f} {med['im2col']:>9.2f} {med['shifted']:>9.2f} "
+              f"{med['xla'] / med['im2col']:>6.2f} {med['xla'] / med['shifted']:>9.2f}",
               flush=True)
 
 

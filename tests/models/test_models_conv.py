@@ -1,4 +1,5 @@
-"""The im2col conv path equals XLA's convolution, in values and gradients, on every model shape."""
+"""The im2col and shifted conv paths equal XLA's convolution, in values and gradients, on every
+model shape; the reshape pooling equals nnx's pooling."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from normlab.models import conv2d, resolve_conv_path
+from normlab.models.layers import POOLS, pool_2x2
 
 # (N, H, W, C_in, C_out, kernel, padding): narrow VGG 3x3 SAME convs including the maps smaller
 # than the kernel (2x2, 1x1), and LeNet's two 5x5 convs (padding 2 on 28x28, then none).
@@ -25,8 +27,9 @@ def relative_error(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
+@pytest.mark.parametrize("path", ["im2col", "shifted"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[1]}x{s[2]}x{s[3]}-{s[4]}k{s[5]}p{s[6]}")
-def test_im2col_matches_xla_values_and_gradients(shape):
+def test_each_conv_path_matches_xla_values_and_gradients(shape, path):
     n, h, w, c_in, c_out, k, padding = shape
     kx, kk, kg = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, (n, h, w, c_in))
@@ -37,10 +40,10 @@ def test_im2col_matches_xla_values_and_gradients(shape):
     def loss(x, kernel, path):
         return jnp.vdot(conv2d(x, kernel, padding=padding, path=path), cotangent)
 
-    y = conv2d(x, kernel, padding=padding, path="im2col")
+    y = conv2d(x, kernel, padding=padding, path=path)
     assert y.shape == y_ref.shape and relative_error(y, y_ref) < 1e-5
     gradient = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)  # jit: faster than eager
-    grads, grads_ref = gradient(x, kernel, "im2col"), gradient(x, kernel, "xla")
+    grads, grads_ref = gradient(x, kernel, path), gradient(x, kernel, "xla")
     for g, g_ref in zip(grads, grads_ref):  # w.r.t. the input, then the kernel
         assert relative_error(g, g_ref) < 1e-5
 
@@ -55,8 +58,25 @@ def test_auto_rule_and_forced_paths(tiny):
     assert resolve_conv_path("xla", (1, 2, 2, 8), (3, 3, 8, 8)) == "xla"
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
     outputs = {}
-    for path in ("xla", "im2col"):
+    for path in ("xla", "im2col", "shifted"):
         model = tiny("vgg", conv_path=path)
         assert {layer.path for layer in model.weight_layers[:10]} == {path}
         outputs[path] = model(x, train=False)
     np.testing.assert_allclose(outputs["im2col"], outputs["xla"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(outputs["shifted"], outputs["xla"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("size", [(8, 8), (7, 5)])
+def test_reshape_pooling_matches_nnx_pooling_values_and_gradients(kind, size):
+    x = jax.random.normal(jax.random.key(2), (3, *size, 4))  # continuous: no ties in a window
+    reference = POOLS[kind]
+
+    def loss(x, pool):
+        y = pool(x)
+        return jnp.vdot(y, jnp.cos(jnp.arange(y.size, dtype=y.dtype)).reshape(y.shape))
+
+    ours = lambda x: pool_2x2(x, kind)  # noqa: E731
+    theirs = lambda x: reference(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")  # noqa: E731
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(jax.grad(loss)(x, ours), jax.grad(loss)(x, theirs), rtol=1e-6, atol=1e-7)

@@ -34,7 +34,7 @@ class Config:
     norm_exclude: tuple[int, ...] = ()  # hidden layers that get no norm (d2l ex. 3)
     norm_position: str = "before_activation"  # or "after_activation"
     dropout: float = 0.0
-    conv_path: str = "auto"  # "auto", "xla" (lax.conv_general_dilated) or "im2col"
+    conv_path: str = "auto"  # "auto", "xla" (lax.conv_general_dilated), "im2col" or "shifted"
     bn_momentum: float = 0.99  # running average: ra = m*ra + (1-m)*batch (Flax convention)
     bn_running_var: str = "biased"  # "biased" (Flax) or "unbiased" (PyTorch, BN15 inference)
     # --- optimization

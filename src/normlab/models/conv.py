@@ -41,7 +41,7 @@ from flax import nnx
 
 from normlab.errors import NormlabError, check_name
 
-CONV_PATHS = ("auto", "xla", "im2col")
+CONV_PATHS = ("auto", "xla", "im2col", "shifted")
 
 # ((top, bottom), (left, right)) explicit zero padding.
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -119,9 +119,28 @@ def conv2d_im2col(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
     return jnp.dot(patches, kernel.reshape(kh * kw * c_in, c_out))
 
 
+def conv2d_shifted(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
+    """Stride-1 convolution as ``kh * kw`` shifted matmuls accumulated, no patch tensor.
+
+    ``y = sum_{i,j} x_pad[:, i:i+H_out, j:j+W_out, :] @ K[i, j]`` with ``K[i, j]`` of shape
+    (C_in, C_out): each term is one (N*H_out*W_out, C_in) x (C_in, C_out) matmul on a slice XLA
+    can fuse into the dot, and the backward is again such matmuls (and pads of their results).
+    """
+    kh, kw, _, _ = kernel.shape
+    x_pad = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    h_out = x_pad.shape[1] - kh + 1
+    w_out = x_pad.shape[2] - kw + 1
+    y = None
+    for i in range(kh):
+        for j in range(kw):
+            term = jnp.dot(x_pad[:, i:i + h_out, j:j + w_out, :], kernel[i, j])
+            y = term if y is None else y + term
+    return y
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, *, padding: PaddingLike = "SAME",
            path: str = "auto") -> jax.Array:
-    """Stride-1 NHWC/HWIO convolution through the chosen path (``"auto"``, ``"xla"``, ``"im2col"``).
+    """Stride-1 NHWC/HWIO convolution through the chosen path (one of ``CONV_PATHS``).
 
     Shapes: ``x`` (N, H, W, C_in), ``kernel`` (kh, kw, C_in, C_out) -> (N, H_out, W_out, C_out).
     """
@@ -131,9 +150,10 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding: PaddingLike = "SAME",
             f"got x {tuple(x.shape)} and kernel {tuple(kernel.shape)}"
         )
     pads = explicit_padding(padding, tuple(kernel.shape[:2]))
-    if resolve_conv_path(path, x.shape, kernel.shape) == "im2col":
-        return conv2d_im2col(x, kernel, pads)
-    return conv2d_xla(x, kernel, pads)
+    return CONV_FUNCTIONS[resolve_conv_path(path, x.shape, kernel.shape)](x, kernel, pads)
+
+
+CONV_FUNCTIONS = {"xla": conv2d_xla, "im2col": conv2d_im2col, "shifted": conv2d_shifted}
 
 
 class Conv(nnx.Module):
