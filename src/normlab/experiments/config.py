@@ -57,6 +57,7 @@ class Config:
     # --- probes
     probes: tuple[str, ...] = ("activations", "gradients", "distance")  # names or bundles: cheap, standard, full
     probe_every: int = 50  # steps between probe measurements (and step 0)
+    probe_budget: float = 0.0  # > 0: probing may cost this fraction of training time (replaces probe_every)
     probe_bn_mode: str = "train"  # "train" (batch statistics) or "eval" (running averages)
     hist_bins: int = 60
     hist_range: float = 5.0  # activation histogram edges: linspace(-r, r, bins + 1)
@@ -177,7 +178,8 @@ def choices() -> dict[str, tuple[str, ...]]:
     }
 
 _POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points", "divergence_points")
-_NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_every", "train_eval_size")
+_NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_every", "train_eval_size",
+                 "probe_budget")
 
 
 def validate(config: Config) -> Config:

@@ -38,7 +38,8 @@ from normlab.experiments.config import Config, from_dict, to_dict
 from normlab.experiments.pending import PendingResults
 from normlab.experiments.presets import PRESETS
 from normlab.experiments.start import write_start_views
-from normlab.probes import active_probes, probe_meta, probe_setups
+from normlab.probes import active_probes, at_steps, probe_meta, probe_setups
+from normlab.probes.budget import budget_schedules, measured_costs
 from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
 from normlab.train.compile_cache import CacheEvents, compile_cache_dir, configure_compile_cache
 from normlab.train.compile_time import CompileTimer
@@ -152,8 +153,16 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
         provenance=collect_provenance(seeds={"seed": config.seed, "data_seed": config.data_seed}),
         metric_columns=METRIC_COLUMNS,
     )
+    compiled: dict[frozenset, Callable] = {}
+    if config.probe_budget > 0:
+        probe_schedule = choose_probe_schedule(config, dataset, specs, states, probes, compiled)
+        store.update_info(probe_schedule=probe_schedule)
+        probes = scheduled_probes(probes, probe_schedule)
     for probe in probes:
-        store.set_probe_meta(probe.name, {"networks": {spec.name: probe_meta(probe, spec) for spec in specs}})
+        meta = {"networks": {spec.name: probe_meta(probe, spec) for spec in specs}}
+        if config.probe_budget > 0 and probe.name in probe_schedule["steps"]:
+            meta["steps"] = probe_schedule["steps"][probe.name]
+        store.set_probe_meta(probe.name, meta)
     store.update_info(
         preset_defaults=to_dict(PRESETS[config.preset].config) if config.preset in PRESETS else None,
         param_counts={spec.name: parameter_count(state) for spec, state in zip(specs, states)},
@@ -161,7 +170,7 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
     )
     write_start_views(store, config, dataset, specs, states)  # before training donates the states
     result = _train(config, dataset, specs, states, probe_setups(probes, specs, states), probes, store, start=0,
-                    quiet=quiet)
+                    quiet=quiet, compiled=compiled)
     return _with_report(result, config.report if report is None else report)
 
 
@@ -176,6 +185,8 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     specs, states = build_group(config, dataset)
     probes = build_probes(config)
     setups = probe_setups(probes, specs, states)  # from the step-0 networks, as in the first run
+    if "probe_schedule" in run.info:  # the steps the run chose at its start, never re-measured
+        probes = scheduled_probes(probes, run.info["probe_schedule"])
     store = RunStore.open(path)
     start, diverged = 0, {}
     if store.latest_checkpoint_step() is not None:
@@ -201,15 +212,50 @@ def _with_report(result: RunResult, wanted: bool) -> RunResult:
     return replace(result, report=write_report([result.path], out=result.path / "report"))
 
 
+def choose_probe_schedule(config, dataset, specs, states, probes, compiled) -> dict:
+    """Under ``probe_budget``: time each probe's group step against the plain one on the first
+    batch (copies of the states, results dropped), then choose its steps (``probes/budget.py``).
+
+    Returns what ``run.json`` records as ``probe_schedule``: budget, measured costs (plain
+    steps), steps per probe. The divergence probe keeps its fixed ``divergence_steps``.
+    """
+    budgeted = tuple(p for p in probes if p.name != "divergence")
+    x, y = _batch(config, dataset, batch_iterator(config, dataset), 0) if not config.full_batch else (
+        jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train))
+    setups = probe_setups(probes, specs, states)
+
+    def step_seconds(due):
+        key = frozenset(p.name for p in due)
+        if key not in compiled:
+            compiled[key] = make_group_step(specs, due)
+        copies = jax.tree.map(jnp.copy, states)  # the step donates its input states
+        jax.block_until_ready(copies)
+        begin = time.perf_counter()
+        jax.block_until_ready(compiled[key](copies, x, y, jnp.asarray(0, jnp.int32), setups))
+        return time.perf_counter() - begin
+
+    costs = measured_costs(step_seconds, budgeted)
+    total = total_steps(config, dataset)
+    steps = budget_schedules(total, config.probe_budget, costs)
+    return {"budget": config.probe_budget, "costs": costs,
+            "steps": {name: list(s) for name, s in steps.items()}}
+
+
+def scheduled_probes(probes: tuple, probe_schedule: dict) -> tuple:
+    """``probes`` with each budgeted probe measuring at its recorded steps."""
+    steps = probe_schedule["steps"]
+    return tuple(replace(p, schedule=at_steps(*steps[p.name])) if p.name in steps else p for p in probes)
+
+
 def _train(config, dataset, specs, states, setups, probes, store, *, start: int, quiet: bool,
-           diverged=None) -> RunResult:
+           diverged=None, compiled=None) -> RunResult:
     names = tuple(spec.name for spec in specs)
     total = total_steps(config, dataset)
     batches = batch_iterator(config, dataset)
     eval_every = config.eval_every or (total if config.full_batch else batches.steps_per_epoch)
     checkpoint_every = config.checkpoint_every or eval_every
     group_eval = make_group_eval(specs)
-    compiled: dict[frozenset, Callable] = {}
+    compiled = {} if compiled is None else compiled
     train_eval_x, train_eval_y = _train_eval_subset(config, dataset)
     full_batch = (jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)) if config.full_batch else None
 

@@ -1,0 +1,115 @@
+"""Probe schedules chosen from an overhead budget ("probing may cost 10% of training time").
+
+Given ``budget`` (0.1 = 10%), a run of ``total_steps`` plain steps and each probe's measured
+cost ``c_p`` (the extra time of a step that also runs probe p, in plain steps: ``t_p / t - 1``),
+every probe gets an equal share of the budget and so
+
+    n_p = clip(floor(budget / P * total_steps / c_p), 1, total_steps)
+
+measurements (P probes); their total extra time ``sum_p n_p c_p <= budget * total_steps``.
+
+Where the measurements go: logarithmically denser early, where training changes fastest
+(cockpit's ``logarithmic`` schedule is the anchor: points evenly spaced in ``log(step)``). The
+steps of a probe with n measurements are the first n distinct steps of one fixed sequence,
+``s_k = round(T ** u_k) - 1`` with ``u_k`` the base-2 van der Corput sequence (0, 1/2, 1/4, 3/4,
+1/8, ...) and ``T = total_steps``: every prefix of ``u`` is spread evenly over [0, 1), so every
+probe's steps cover the whole run log-evenly, step 0 first. Because the schedules are prefixes of
+one sequence they are nested (a cheaper probe measures at every step a costlier one does, and
+more), so the group step is compiled for at most P + 1 probe combinations.
+
+All of it is a pure function of ``(total_steps, budget, costs)``: the same inputs give the same
+steps, and a resumed run that reads back the stored steps measures exactly where the
+uninterrupted run did. Schedules stay Python-side: a step without a due probe runs the plain
+compiled step.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+
+from normlab.errors import NormlabError
+
+
+def van_der_corput(k: int) -> float:
+    """The k-th base-2 van der Corput number: k's binary digits mirrored after the point."""
+    value, denominator = 0.0, 1.0
+    while k:
+        denominator *= 2.0
+        k, digit = divmod(k, 2)
+        value += digit / denominator
+    return value
+
+
+def log_dense_steps(total_steps: int, count: int) -> tuple[int, ...]:
+    """The first ``count`` distinct steps of ``round(total_steps ** u_k) - 1``, sorted.
+
+    ``0 <= step < total_steps``; denser early (even in log(step + 1)); ``count`` is capped at
+    ``total_steps``. Prefix-nested: ``set(log_dense_steps(T, n)) <= set(log_dense_steps(T, n+1))``.
+    """
+    if total_steps < 1 or count < 0:
+        raise ValueError(f"need total_steps >= 1 and count >= 0, got {total_steps}, {count}")
+    count = min(count, total_steps)
+    chosen: list[int] = []
+    seen: set[int] = set()
+    k = 0
+    # Powers of two of u-values fill in ever finer; once the early integers are taken, a fill-in
+    # by the plain lowest free step keeps the loop finite when count is close to total_steps.
+    limit = 64 * total_steps + 64
+    while len(chosen) < count and k < limit:
+        step = min(total_steps - 1, int(round(total_steps ** van_der_corput(k))) - 1)
+        if step not in seen:
+            seen.add(step)
+            chosen.append(step)
+        k += 1
+    free = (s for s in range(total_steps) if s not in seen)
+    while len(chosen) < count:
+        chosen.append(next(free))
+    return tuple(sorted(chosen))
+
+
+def measurement_count(total_steps: int, budget_steps: float, cost_in_steps: float) -> int:
+    """``clip(floor(budget_steps / cost), 1, total_steps)``: measurements that fit the budget."""
+    if cost_in_steps <= 0 or not math.isfinite(cost_in_steps):
+        return total_steps  # free (or unmeasurably cheap): every step
+    return max(1, min(total_steps, int(budget_steps // cost_in_steps)))
+
+
+def budget_schedules(total_steps: int, budget: float, costs: Mapping[str, float]
+                     ) -> dict[str, tuple[int, ...]]:
+    """The measurement steps of each probe under ``budget`` (see the module docstring)."""
+    if not (isinstance(budget, (int, float)) and 0 < budget):
+        raise NormlabError(f"probe_budget must be a fraction > 0 (0.1 = 10% of training time), "
+                           f"got {budget!r}")
+    if not costs:
+        return {}
+    share = budget * total_steps / len(costs)
+    return {name: log_dense_steps(total_steps, measurement_count(total_steps, share, cost))
+            for name, cost in costs.items()}
+
+
+def overhead(schedules: Mapping[str, tuple[int, ...]], costs: Mapping[str, float],
+             total_steps: int) -> float:
+    """The planned probing overhead ``sum_p n_p c_p / total_steps`` (a fraction of training)."""
+    return sum(len(schedules[name]) * max(cost, 0.0) for name, cost in costs.items()) / total_steps
+
+
+def measured_costs(step_seconds: Callable[[tuple], float], probes: Sequence, *, repeats: int = 3
+                   ) -> dict[str, float]:
+    """Each probe's cost in plain steps, ``median(t_p) / median(t_plain) - 1`` (at least 0).
+
+    ``step_seconds(due)`` runs one training step with the probes ``due`` (a tuple, ``()`` for the
+    plain step) and returns its wall time. One warm-up call each (it compiles), then the
+    candidates alternate ``repeats`` times, so machine noise hits them alike.
+    """
+    candidates = [()] + [(probe,) for probe in probes]
+    for due in candidates:
+        step_seconds(due)
+    samples: list[list[float]] = [[] for _ in candidates]
+    for _ in range(repeats):
+        for i, due in enumerate(candidates):
+            samples[i].append(step_seconds(due))
+    plain = statistics.median(samples[0])
+    return {probe.name: max(0.0, statistics.median(samples[i + 1]) / plain - 1.0)
+            for i, probe in enumerate(probes)}

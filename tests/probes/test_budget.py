@@ -1,0 +1,64 @@
+"""The budget scheduler: exact counts within the budget, log-dense, nested, deterministic."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from normlab.errors import NormlabError
+from normlab.probes.budget import (
+    budget_schedules, log_dense_steps, measurement_count, overhead, van_der_corput)
+
+
+def test_van_der_corput_mirrors_the_binary_digits():
+    assert [van_der_corput(k) for k in range(8)] == [0, 0.5, 0.25, 0.75, 0.125, 0.625, 0.375, 0.875]
+
+
+@pytest.mark.parametrize("total", [1, 7, 100, 1000, 15000])
+def test_log_dense_steps_are_distinct_in_range_and_exactly_as_many_as_asked(total):
+    for count in (0, 1, 5, total // 2, total):
+        steps = log_dense_steps(total, count)
+        assert len(steps) == len(set(steps)) == min(count, total)
+        assert all(0 <= s < total for s in steps) and list(steps) == sorted(steps)
+        if count:
+            assert steps[0] == 0
+
+
+def test_the_schedules_are_nested_and_denser_early():
+    previous: set[int] = set()
+    for count in range(1, 60):
+        steps = set(log_dense_steps(2000, count))
+        assert previous <= steps
+        previous = steps
+    steps = np.asarray(log_dense_steps(2000, 40))
+    # even in log(step + 1): each quarter of log-space holds about a quarter of the points
+    quarters = np.histogram(np.log(steps + 1), bins=4, range=(0, math.log(2000)))[0]
+    assert quarters.min() >= 5
+    assert (steps < 200).sum() > (steps >= 1000).sum()
+
+
+def test_the_planned_overhead_stays_within_the_budget_and_uses_most_of_it():
+    costs = {"activations": 0.3, "ics": 3.0, "landscape": 6.5, "predictiveness": 11.0}
+    for budget in (0.05, 0.2):
+        schedules = budget_schedules(3000, budget, costs)
+        used = overhead(schedules, costs, 3000)
+        assert used <= budget + 1e-12
+        assert used > 0.9 * budget
+        for name, cost in costs.items():  # by hand: floor(budget / 4 * 3000 / cost)
+            assert len(schedules[name]) == int(budget / 4 * 3000 // cost)
+
+
+def test_schedules_are_deterministic():
+    costs = {"a": 1.7, "b": 0.4}
+    assert budget_schedules(1234, 0.1, costs) == budget_schedules(1234, 0.1, dict(costs))
+
+
+def test_counts_are_clipped_and_a_bad_budget_is_refused():
+    assert measurement_count(100, 0.5, 50.0) == 1  # at least one measurement
+    assert measurement_count(100, 500.0, 0.1) == 100
+    assert measurement_count(100, 5.0, 0.0) == 100
+    for bad in (0, -0.1, "x"):
+        with pytest.raises(NormlabError, match="probe_budget"):
+            budget_schedules(100, bad, {"a": 1.0})
