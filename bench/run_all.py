@@ -20,6 +20,9 @@ BENCHMARKS = [
     ("paired step, quickstart end to end, peak memory", "paired.py", [], ["--repeats", "3"]),
     ("probe bundle vs naive and seed-style references; probing overhead", "probes.py", [], ["--reps", "3", "--blocks", "2"]),
     ("first-step compile of the narrow VGG pair", "compile_vgg.py", [], []),
+    ("train step against PyTorch eager (skipped without torch)", "torch_compare.py", [], ["--repeats", "3"]),
+    ("first run vs repeat with the persistent compilation cache", "compile_cache.py", [], ["--repeats", "1"]),
+    ("probing overhead under probe_budget", "probe_budget.py", [], ["--steps", "120", "--repeats", "2"]),
 ]
 
 

@@ -4,7 +4,7 @@ Layout: inputs NHWC ``(N, H, W, C_in)``, kernels HWIO ``(kh, kw, C_in, C_out)``,
 ``(N, H_out, W_out, C_out)`` with ``H_out = H + pad_top + pad_bottom - kh + 1`` (stride 1, no
 dilation: the only convolutions normlab's models use).
 
-Two mathematically identical paths:
+Three mathematically identical paths:
 
 - ``"xla"``: ``lax.conv_general_dilated``, XLA's own convolution.
 - ``"im2col"``: pad the input, take the ``kh * kw`` shifted windows
@@ -14,6 +14,12 @@ Two mathematically identical paths:
   row-major order of HWIO, so the kernel reshape needs no transpose. Autodiff of slices, concat
   and matmul gives the backward pass, which is again matmuls: that is what makes it fast where
   XLA's CPU convolution is slow.
+
+- ``"shifted"``: the ``kh * kw`` shifted windows each multiplied by ``K[i, j]`` and accumulated
+  (no patch tensor). Measured slower than ``"xla"`` on every narrow-VGG shape (width 1/8, batch
+  128: xla/shifted 0.15-0.86, ``bench/conv_paths.py``, on a heavily loaded machine): nine skinny
+  (C_in <= 32) matmuls do not beat XLA's convolution, so ``"auto"`` never picks it; it is kept
+  as a forceable, tested formulation for other machines.
 
 ``"auto"`` picks ``"xla"`` on GPU/TPU (``jax.default_backend() != "cpu"``: cuDNN and the TPU
 convolution units beat a materialized im2col) and, on CPU, follows the rule measured below.
