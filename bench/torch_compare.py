@@ -90,7 +90,7 @@ def torch_model(torch, model_name, width, shape):
 
 def torch_step(torch, model_name, width, shape, optimizer, lr, x, y):
     model = torch_model(torch, model_name, width, shape)
-    tx = torch.as_tensor(np.asarray(x)).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
+    tx = torch.as_tensor(np.array(x)).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
     ty = torch.as_tensor(np.asarray(y)).long()
     if model_name != "mlp":
         model = model.to(memory_format=torch.channels_last)
