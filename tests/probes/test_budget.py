@@ -9,7 +9,8 @@ import pytest
 
 from normlab.errors import NormlabError
 from normlab.probes.budget import (
-    budget_schedules, log_dense_steps, measurement_count, overhead, van_der_corput)
+    MIN_COST_STEPS, budget_schedules, log_dense_steps, measured_costs, measurement_count, overhead,
+    van_der_corput)
 
 
 def test_van_der_corput_mirrors_the_binary_digits():
@@ -62,3 +63,22 @@ def test_counts_are_clipped_and_a_bad_budget_is_refused():
     for bad in (0, -0.1, "x"):
         with pytest.raises(NormlabError, match="probe_budget"):
             budget_schedules(100, bad, {"a": 1.0})
+
+
+def test_measured_costs_are_ratios_to_the_plain_step_with_a_noise_floor():
+    class Named:
+        def __init__(self, name):
+            self.name = name
+
+    cheap, costly = Named("cheap"), Named("costly")
+    seconds = {(): 0.010, (cheap,): 0.0099, (costly,): 0.035}
+    calls = []
+
+    def step_seconds(due):
+        calls.append(due)
+        return seconds[due]
+
+    costs = measured_costs(step_seconds, [cheap, costly], repeats=3)
+    assert costs == {"cheap": MIN_COST_STEPS, "costly": pytest.approx(2.5)}
+    assert len(calls) == 3 * 4  # a warm-up each, then three interleaved rounds
+    assert calls[3:6] == [(), (cheap,), (costly,)]

@@ -95,9 +95,15 @@ def overhead(schedules: Mapping[str, tuple[int, ...]], costs: Mapping[str, float
     return sum(len(schedules[name]) * max(cost, 0.0) for name, cost in costs.items()) / total_steps
 
 
-def measured_costs(step_seconds: Callable[[tuple], float], probes: Sequence, *, repeats: int = 3
+# Below this a measured cost is timing noise (every probe step at least reads back its outputs):
+# a probe timed as free on a busy machine would otherwise be scheduled at every step.
+MIN_COST_STEPS = 0.1
+
+
+def measured_costs(step_seconds: Callable[[tuple], float], probes: Sequence, *, repeats: int = 5
                    ) -> dict[str, float]:
-    """Each probe's cost in plain steps, ``median(t_p) / median(t_plain) - 1`` (at least 0).
+    """Each probe's cost in plain steps, ``median(t_p) / median(t_plain) - 1``, at least
+    ``MIN_COST_STEPS``.
 
     ``step_seconds(due)`` runs one training step with the probes ``due`` (a tuple, ``()`` for the
     plain step) and returns its wall time. One warm-up call each (it compiles), then the
@@ -111,5 +117,5 @@ def measured_costs(step_seconds: Callable[[tuple], float], probes: Sequence, *, 
         for i, due in enumerate(candidates):
             samples[i].append(step_seconds(due))
     plain = statistics.median(samples[0])
-    return {probe.name: max(0.0, statistics.median(samples[i + 1]) / plain - 1.0)
+    return {probe.name: max(MIN_COST_STEPS, statistics.median(samples[i + 1]) / plain - 1.0)
             for i, probe in enumerate(probes)}
