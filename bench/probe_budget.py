@@ -64,7 +64,7 @@ def main() -> None:
         for budget in (float(b) for b in args.budgets.split(",")):
             config = apply_overrides(get_preset(preset).config,
                                      overrides + [f"steps={args.steps}", f"probe_budget={budget}"])
-            dataset = load_dataset(config.dataset, normalize=config.normalize or None)
+            dataset = load_dataset(config.dataset, normalize=config.input_normalization or None)
             specs, states = build_group(config, dataset)
             compiled: dict = {}
             chosen = choose_probe_schedule(config, dataset, specs, states, build_probes(config), compiled)
