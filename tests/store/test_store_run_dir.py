@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from normlab.errors import NormlabError
 from normlab.store import RunStore, collect_provenance, is_run_dir, load_run, new_run_dir
+from normlab.store import provenance as provenance_module
+from normlab.store.provenance import git_revision
 
 
 def test_create_writes_config_and_run_info(store):
@@ -118,3 +123,37 @@ def test_provenance_is_complete_and_json_able():
 def test_provenance_survives_a_missing_git(monkeypatch):
     monkeypatch.setenv("PATH", "")  # no git executable can be found
     assert collect_provenance(seeds={})["git"] is None
+
+
+def git(cwd, *args) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_git_revision_is_head_of_the_checkout_and_tracks_dirtiness(tmp_path):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git(tmp_path, "add", "code.py")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    (tmp_path / "pkg").mkdir()
+    head = git(tmp_path, "rev-parse", "HEAD")
+    assert git_revision(tmp_path / "pkg") == {"revision": head, "dirty": False}  # from a sub-directory
+    (tmp_path / "untracked.txt").write_text("run output")
+    assert git_revision(tmp_path) == {"revision": head, "dirty": False}  # untracked files are ignored
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert git_revision(tmp_path) == {"revision": head, "dirty": True}
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / ".git").write_text("gitdir: /nonexistent\n")  # not a checkout: no revision
+    assert git_revision(outside) is None
+
+
+def test_a_runs_provenance_names_the_revision_of_normlabs_own_checkout():
+    source_dir = Path(provenance_module.__file__).resolve().parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source_dir, capture_output=True, text=True)
+    recorded = collect_provenance(seeds={})["git"]
+    if head.returncode != 0:  # an installed copy outside any checkout
+        assert recorded is None
+    else:
+        assert recorded["revision"] == head.stdout.strip() and isinstance(recorded["dirty"], bool)
