@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 import normlab.experiments.runner as runner
 from normlab.data import load_dataset
 from normlab.experiments import apply_overrides, default_config, run_experiment, resume_experiment
-from normlab.store import load_run
+from normlab.store import RunStore, load_run
 from normlab.train import state_at
 
 TINY = ["dataset=synthetic", "model=mlp", "width=0.25", "batch_size=32", "steps=24", "eval_every=8",
@@ -139,6 +140,27 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
             assert left.keys() == right.keys()
             for key in left:
                 np.testing.assert_array_equal(left[key], right[key], err_msg=f"{probe}/{network}/{key}")
+
+
+def test_resume_starts_at_the_checkpoint_and_trains_only_the_remaining_steps(tmp_path):
+    reference = run_experiment(tiny_config("checkpoint_every=8"), out=tmp_path / "a", quiet=True)
+    assert load_run(reference.path).checkpoint_steps == [8, 16]
+    # An interrupted copy whose rows before the last checkpoint are gone: a resume that trained
+    # them again (instead of starting at step 16) would bring them back.
+    resumed_dir = tmp_path / "b"
+    shutil.copytree(reference.path, resumed_dir)
+    RunStore.open(resumed_dir).set_status("interrupted")
+    header, *rows = (resumed_dir / "metrics.csv").read_bytes().splitlines(keepends=True)
+    assert header.startswith(b"step,")
+    (resumed_dir / "metrics.csv").write_bytes(header + b"".join(row for row in rows if int(row.split(b",")[0]) >= 16))
+
+    result = resume_experiment(resumed_dir, quiet=True)
+    run = load_run(resumed_dir)
+    assert run.info["resumed_from"] == 16 and result.steps == 24 and run.status == "completed"
+    assert sorted(run.metrics.dropna(subset=["lr"]).step.unique()) == list(range(16, 24))
+    assert sorted(run.metrics.dropna(subset=["test_loss"]).step.unique()) == [16, 24]
+    want = load_run(reference.path).metrics
+    pd.testing.assert_frame_equal(run.metrics.reset_index(drop=True), want[want.step >= 16].reset_index(drop=True))
 
 
 def test_checkpoints_round_trip_noise_rng_state(tmp_path):
