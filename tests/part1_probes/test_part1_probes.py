@@ -131,3 +131,33 @@ def test_symmetric_log_histogram_matches_numpy_on_edges_zeros_and_tails():
     # NumPy on the same float32 edges the data can represent; NaN is not counted
     expected = np.histogram(values[~np.isnan(values)], bins=edges.astype(np.float32))[0]
     np.testing.assert_array_equal(counts, expected)
+
+
+def _bin_by_hand(value: float, edges: np.ndarray) -> int | None:
+    """The bin of ``value`` by definition: [e_i, e_i+1) for all but the last, which is closed."""
+    if value < edges[0] or value > edges[-1]:
+        return None
+    for i in range(len(edges) - 2):
+        if edges[i] <= value < edges[i + 1]:
+            return i
+    return len(edges) - 2
+
+
+def test_activation_histogram_boundaries_at_every_edge_and_just_beside_it():
+    spec, ctx = _context()
+    probe = ActivationsProbe(bins=4, value_range=2.0)
+    edges = np.linspace(-2, 2, 5).astype(np.float32)  # -2, -1, 0, 1, 2: exact in float32
+    nonzero = edges[edges != 0]  # next to 0 the neighbours are denormals, which XLA flushes to 0
+    tiny = np.finfo(np.float32).tiny
+    beside = np.concatenate([np.nextafter(nonzero, np.float32(-np.inf)), np.nextafter(nonzero, np.float32(np.inf)),
+                             [-tiny, tiny]])
+    values = np.concatenate([edges, beside, [-2.5, 2.5, -7.0, 0.5]]).astype(np.float32)
+    layers = tuple(jnp.asarray(values.reshape(-1, 1) * scale) for scale in (1, -1))
+    result = jax.jit(probe.measure)(ctx._replace(activations=layers))
+    for name, layer in zip(spec.activation_names, layers):
+        bins = [_bin_by_hand(float(v), edges) for v in np.asarray(layer).ravel()]
+        want = np.bincount([b for b in bins if b is not None], minlength=4)
+        np.testing.assert_array_equal(result[f"{name}.hist"], want)
+        # exactly +-2 is inside; outside: the next floats beyond +-2, -2.5, 2.5 and -7 (or 7)
+        assert int(result[f"{name}.outside"]) == bins.count(None) == 5
+        assert want.sum() + 5 == values.size
