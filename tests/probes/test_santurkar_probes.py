@@ -8,6 +8,8 @@ differences of nearly equal gradients.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,8 +37,8 @@ from normlab.probes import (
     every,
     make_probe,
 )
+from normlab.probes.ics import STRATEGIES, layer_parameters
 from normlab.probes.shared import SharedPieces
-from normlab.probes.ics import layer_parameters
 from normlab.probes.landscape import step_size_grid
 from normlab.train import make_network, make_optimizer, train_step
 
@@ -62,11 +64,12 @@ def _data(kind: str, n: int = 12, seed: int = 1):
     return x, y
 
 
-def _context(kind: str, batch_norm: bool, optimizer: str, steps_before: int = 3, lr: float = LR):
+def _context(kind: str, batch_norm: bool, optimizer: str, steps_before: int = 3, lr: float = LR, model=None):
     """A network after a few real steps (momentum buffer and running statistics non-trivial)."""
     model_class = SmallMLP if kind == "mlp" else SmallConvNet
     tx, schedule = make_optimizer(optimizer, lr, total_steps=100)
-    spec, state = make_network("net", model_class(batch_norm=batch_norm, rngs=nnx.Rngs(0)), tx, schedule)
+    model = model_class(batch_norm=batch_norm, rngs=nnx.Rngs(0)) if model is None else model
+    spec, state = make_network("net", model, tx, schedule)
     params = _to64(state.params)
     state = state._replace(params=params, rest=_to64(state.rest), opt_state=tx.init(params))
     step = jax.jit(lambda s, x, y: train_step(spec, s, x, y))
@@ -94,6 +97,24 @@ def test_ics_matches_the_per_layer_reference(kind, batch_norm, optimizer):
     assert result["l2"][0] == 0 and result["cosine"][0] == pytest.approx(1.0)
     assert np.all(result["l2"][1:] > 0)  # earlier layers really moved
     np.testing.assert_allclose(result["cosine_mean"], reference["cosine"][1:].mean(), rtol=RTOL)
+
+
+def flat_owner(path: tuple) -> float:
+    """Hand-written for FlatMLP: ``dense0`` is layer 0, ``dense1`` layer 1, ``bn0`` is held (never moves)."""
+    return {"dense0": 0, "dense1": 1}.get(path[0], math.inf)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_ics_holds_a_parameter_owned_by_no_weight_layer(strategy):
+    spec, ctx = _context("mlp", True, "momentum", model=FlatMLP(rngs=nnx.Rngs(0)))
+    assert layer_parameters(spec, ctx.state.params)["(held)"] == ["bn0.bias", "bn0.scale"]
+    result = jax.jit(ICSProbe(strategy=strategy).measure)(ctx)
+    reference = reference_ics(spec, ctx.state, ctx.x, ctx.y, LR, flat_owner, train=True)
+    np.testing.assert_allclose(result["l2"], reference["l2"], rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(result["cosine"], reference["cosine"], rtol=RTOL)
+    # Moving bn0 too would change G'_1: the reference with bn0 owned by layer 0 must differ.
+    moved = reference_ics(spec, ctx.state, ctx.x, ctx.y, LR, lambda p: 0 if p[0] == "bn0" else flat_owner(p), train=True)
+    assert abs(moved["l2"][1] - reference["l2"][1]) > 1e-3 * reference["l2"][1]
 
 
 # The walk does not read the optimizer state, so each model meets each optimizer once.
