@@ -63,3 +63,21 @@ def test_no_pad_and_no_flip_is_the_identity(images):
 def test_input_must_be_a_batch_of_images():
     with pytest.raises(NormlabError, match=r"\(N, H, W, C\)"):
         augment_cifar(np.zeros((8, 8, 3)), seed=0, step=0)
+
+
+@pytest.mark.parametrize("pad", [1, 2, 4])
+@pytest.mark.parametrize("flip", [False, True])
+def test_crop_offsets_cover_the_whole_grid_from_0_to_2_pad(pad, flip):
+    count, size = 600, 5
+    # every pixel distinct and non-zero, so a window identifies its offset (and flip) uniquely
+    images = (np.arange(count * size * size, dtype=np.float32).reshape(count, size, size, 1) + 1)
+    out = augment_cifar(images, seed=3, step=0, pad=pad, flip=flip)
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    seen = set()
+    for index in range(count):
+        matches = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1) for mirrored in (False, True)
+                   if np.array_equal(out[index], padded[index, dy:dy + size, dx:dx + size][:, ::-1 if mirrored else 1])]
+        assert len(matches) == 1, f"image {index} is not exactly one window of its padded original"
+        seen.add(matches[0])
+    grid = {(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)}
+    assert seen == grid  # both ends, 0 and 2 * pad, included, in rows and columns
