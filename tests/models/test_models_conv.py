@@ -80,3 +80,33 @@ def test_reshape_pooling_matches_nnx_pooling_values_and_gradients(kind, size):
     theirs = lambda x: reference(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")  # noqa: E731
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(jax.grad(loss)(x, ours), jax.grad(loss)(x, theirs), rtol=1e-6, atol=1e-7)
+
+
+# (shape as in SHAPES, the padding normlab is given, the explicit pads the reference uses): the
+# reference is written here, independent of normlab's padding helper, so both paths can be wrong
+# together only if this table is.
+PADDING_CASES = [
+    ((2, 8, 8, 3, 4, 3), "SAME", ((1, 1), (1, 1))),
+    ((2, 2, 2, 8, 8, 3), "SAME", ((1, 1), (1, 1))),
+    ((2, 6, 6, 2, 3, 2), "SAME", ((0, 1), (0, 1))),  # even kernel: the extra row/column after
+    ((2, 28, 28, 1, 6, 5), 2, ((2, 2), (2, 2))),
+    ((2, 14, 14, 6, 16, 5), 0, ((0, 0), (0, 0))),
+    ((2, 7, 5, 2, 3, 3), (2, 1), ((2, 2), (1, 1))),
+    ((2, 7, 5, 2, 3, 3), ((1, 0), (2, 1)), ((1, 0), (2, 1))),
+    ((2, 6, 6, 2, 3, 3), "VALID", ((0, 0), (0, 0))),
+]
+
+
+@pytest.mark.parametrize("path", ["xla", "im2col", "shifted"])
+@pytest.mark.parametrize("shape,padding,pads", PADDING_CASES, ids=lambda c: str(c).replace(" ", ""))
+def test_both_paths_match_lax_conv_with_explicit_padding(shape, padding, pads, path):
+    n, h, w, c_in, c_out, k = shape
+    kx, kk = jax.random.split(jax.random.key(2))
+    x = jax.random.normal(kx, (n, h, w, c_in))
+    kernel = jax.random.normal(kk, (k, k, c_in, c_out))
+    want = jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding=pads,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        precision=jax.lax.Precision.HIGHEST)
+    got = conv2d(x, kernel, padding=padding, path=path)
+    assert got.shape == want.shape == (n, h + sum(pads[0]) - k + 1, w + sum(pads[1]) - k + 1, c_out)
+    assert relative_error(got, want) < 1e-5
