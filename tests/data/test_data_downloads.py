@@ -155,6 +155,36 @@ def test_default_checksums_are_well_formed_sha256():
     assert len(set(MNIST_CHECKSUMS.values()) | set(FASHION_MNIST_CHECKSUMS.values())) == 8
 
 
+# The published checksums, written out here rather than read from normlab. MNIST: the SHA-256
+# of the files whose MD5s are the ones published with them (train-images f68b3c2d...4873,
+# train-labels d53e105e...9432, t10k-images 9fb629c4...73f3, t10k-labels ec29112d...629c).
+# Fashion-MNIST: the same for the MD5s in its README (8d4fb7e6...bf0d, 25c81989...dffbe,
+# bef4ecab...0ec79, bb300cfd...d310). CIFAR-10: the MD5 on the CIFAR page for the python version.
+PUBLISHED = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "train-labels-idx1-ubyte.gz": "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "t10k-images-idx3-ubyte.gz": "sha256:8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "t10k-labels-idx1-ubyte.gz": "sha256:f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz": "sha256:3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "train-labels-idx1-ubyte.gz": "sha256:a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "t10k-images-idx3-ubyte.gz": "sha256:346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "t10k-labels-idx1-ubyte.gz": "sha256:67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    },
+    "cifar10": {"cifar-10-python.tar.gz": "md5:c58f30108f718f92721af3b95e74349a"},
+}
+
+
+def test_default_checksums_are_the_published_ones():
+    from normlab.data import cifar
+
+    assert MNIST_CHECKSUMS == PUBLISHED["mnist"]
+    assert FASHION_MNIST_CHECKSUMS == PUBLISHED["fashion_mnist"]
+    assert {cifar.ARCHIVE: cifar.CHECKSUM} == PUBLISHED["cifar10"]
+
+
 def test_checksum_for_an_unknown_file_or_malformed_checksum_is_rejected(mirror):
     with pytest.raises(UnknownNameError, match="train-images-idx3-ubyte.gz"):
         load_dataset("mnist", checksums={"train-images.gz": "sha256:" + "0" * 64})

@@ -7,6 +7,7 @@ import pytest
 
 from normlab.data import load_dataset
 from normlab.data.normalization import channel_mean_std, normalize_splits
+from normlab.errors import NormlabError
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_inputs_are_not_modified(raw_pair):
 
 def test_constant_channel_cannot_be_standardized():
     constant = np.ones((3, 2, 2, 1))
-    with pytest.raises(Exception, match="constant"):
+    with pytest.raises(NormlabError, match="constant"):
         normalize_splits(constant, constant, "standard", pixel_max=1)
 
 
