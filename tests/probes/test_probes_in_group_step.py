@@ -2,7 +2,7 @@
 
 Probes must not change training: the group step with probes returns the same new states
 (parameters, BN running statistics, optimizer state) as without, and its outputs are finite,
-fixed-shape arrays under each probe's name.
+fixed-shape arrays under each probe's name, equal to what each probe measures on its own.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from flax import nnx
 
 from normlab.experiments.runner import make_group_step
 from normlab.models import build_model
-from normlab.probes import make_probe, probe_setups
-from normlab.train import make_network, make_optimizer
+from normlab.probes import ProbeContext, make_probe, probe_setups
+from normlab.train import make_network, make_optimizer, train_step
 
 NAMES = ("ics", "landscape", "predictiveness", "beta_smoothness", "divergence")
 
@@ -63,7 +63,25 @@ def test_probes_in_the_group_step_leave_training_unchanged(model, optimizer):
                 for key, value in arrays.items():
                     assert np.all(np.isfinite(np.asarray(value))), (spec.name, probe.name, key)
             assert per_network["ics"]["l2"].shape == (len(spec.kernel_paths),)
+        if step == 1:
+            for spec, state, initial, per_network in zip(specs, states, init, outputs):
+                alone = jax.jit(lambda state, initial, spec=spec: measure_alone(spec, probes, state, x, y, step, initial))
+                want = alone(copy(state), initial)
+                for probe in probes:
+                    assert per_network[probe.name].keys() == want[probe.name].keys()
+                    for key, value in want[probe.name].items():
+                        np.testing.assert_allclose(np.asarray(per_network[probe.name][key]), np.asarray(value),
+                                                   rtol=1e-4, atol=1e-6, err_msg=f"{spec.name} {probe.name} {key}")
         states = expected
+
+
+def measure_alone(spec, probes, state, x, y, step, setup) -> dict:
+    """Each probe's ``measure`` on its own context (no shared pieces), built from a plain ``train_step``."""
+    _, result = train_step(spec, state, x, y)
+    context = ProbeContext(spec=spec, state=state, x=x, y=y, loss=result.loss, grads=result.grads,
+                           activations=result.intermediates, learning_rate=spec.learning_rate(step),
+                           step=jnp.int32(step), setup=setup)
+    return {probe.name: probe.measure(context) for probe in probes}
 
 
 def test_the_gradient_walk_is_traced_once_per_network_per_step(monkeypatch):
