@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,17 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
+$(VENV)/.installed-mutation: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[mutation]"
+	touch $@
+
+# Mutation testing of the core modules (slow: tens of minutes per module on 2 cores).
+# `make mutation MODULES="norms store"` runs a subset; see the README's "Mutation score".
+mutation: $(VENV)/.installed-mutation
+	nice -n 10 $(BIN)/python tools/mutation.py $(MODULES)
+
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs build/mutation

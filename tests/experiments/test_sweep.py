@@ -34,4 +34,11 @@ def test_a_sweep_runs_every_member_and_reports_n_and_spread(tmp_path):
     member = load_run(directory / "lr=0.01-seed=1")
     assert member.config["lr"] == 0.01 and member.config["seed"] == 1 and member.status == "completed"
     lines = sweep_summary_lines(directory)
-    assert any(line.startswith("  lr=0.01:") and "(n=2/2)" in line and "±" in line for line in lines)
+    # by hand: each seed's last test accuracy per network; mean and the n-1 standard deviation
+    finals = {}
+    for seed in (0, 1):
+        evals = load_run(directory / f"lr=0.01-seed={seed}").metrics.dropna(subset=["test_accuracy"])
+        for network in ("none", "batch"):
+            finals.setdefault(network, []).append(float(evals[evals.network == network].test_accuracy.iloc[-1]))
+    cells = [f"{network} {(a + b) / 2:.4f} ± {abs(a - b) / 2 ** 0.5:.4f} (n=2/2)" for network, (a, b) in finals.items()]
+    assert "  lr=0.01: " + "; ".join(cells) in lines
