@@ -66,17 +66,29 @@ def test_every_registered_norm_plugs_into_a_model(norm, tiny):
         np.testing.assert_array_equal(a.kernel.get_value(), b.kernel.get_value())
 
 
+# Fan-in of the first weight layer at the TINY sizes: a flattened 6x6x1 image, 16 inputs, RGB,
+# grey, 10 inputs.
+FIRST_FAN_IN = {"mlp": 36, "ioffe_mlp": 16, "vgg": 3, "lenet": 1, "dln": 10}
+# Positions of the last conv's map when it is flattened: VGG 32x32 halved five times is 1x1;
+# LeNet 28x28 (pad 2) -> 28 -> pool 14 -> 5x5 valid 10 -> pool 5, so 5x5.
+POSITIONS_AT_FLATTEN = {"vgg": 1, "lenet": 25}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_contract_weight_layers_and_captured_activations(name, tiny):
     model = tiny(name, norm="batch")
     layers = model.weight_layers
     assert len(layers) == len(model.activation_names) + 1
     assert all(isinstance(layer.kernel, nnx.Param) for layer in layers)
-    # Forward order: each layer's fan-out feeds the next one's fan-in (dense after conv: flatten).
+    # Forward order: each layer's fan-out feeds the next one's fan-in; the first dense after the
+    # convs takes the flattened map: channels x the positions left after the pools, by hand.
     outs = [layer.kernel.shape[-1] for layer in layers]
     ins = [layer.kernel.shape[-2] for layer in layers]
+    assert ins[0] == FIRST_FAN_IN[name]
+    convs = sum(layer.kernel.ndim == 4 for layer in layers)
     for i in range(1, len(layers)):
-        assert ins[i] == outs[i - 1] or ins[i] % outs[i - 1] == 0
+        positions = POSITIONS_AT_FLATTEN[name] if i == convs and convs else 1
+        assert ins[i] == outs[i - 1] * positions, (name, i)
     x = batch_for(model)
     y, captured = nnx.capture(model, nnx.Intermediate)(x, train=True)
     activations = captured["activations"].get_value()
