@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import report_synthetic as synthetic
-from normlab.report.series import activation_series, histogram_density
+from normlab.report.series import Series, activation_series, histogram_density
 from normlab.report.figures.drift import ROWS, drift_values, plot_moment_drift
 from normlab.report.figures.gradients import gradient_series, magnitude_histogram, plot_gradient_histograms
 from normlab.report.figures.santurkar import plot_ics, plot_landscape
@@ -74,3 +74,37 @@ def test_santurkar_figures_need_their_probes(pair_run):
     """No ics/landscape data: the figure functions return None and the report notes it."""
     runset = collect_runs([pair_run])
     assert plot_ics(runset) is None and plot_landscape(runset) is None
+
+
+def hand_series(counts, edges, outside=None) -> Series:
+    """A Series holding one measurement of layer "h" with the given counts (run unused)."""
+    arrays = {"step": np.array([0]), "h.hist": np.array([counts])}
+    if outside is not None:
+        arrays["h.outside"] = np.array([outside])
+    return Series(run=None, network="n", arrays=arrays, layers=["h"], meta={"edges": list(edges)})
+
+
+def test_histogram_density_against_hand_built_counts():
+    # edges -2 -1 0 1 2 (unit bins except the 0.5-wide ones at the ends), 10 values inside, 2 beyond
+    edges = [-2.0, -1.5, 0.0, 1.0, 2.0]
+    edges_out, density = histogram_density(hand_series([1, 3, 4, 2], edges, outside=2), "h", 0)
+    np.testing.assert_array_equal(edges_out, edges)
+    np.testing.assert_allclose(density, [1 / (12 * 0.5), 3 / (12 * 1.5), 4 / (12 * 1.0), 2 / (12 * 1.0)])
+    # without an outside count every value is inside: the density integrates to 1
+    _, density = histogram_density(hand_series([1, 3, 4, 2], edges), "h", 0)
+    np.testing.assert_allclose(density, [1 / 5, 3 / 15, 4 / 10, 2 / 10])
+    assert histogram_density(hand_series([0, 0, 0, 0], edges, outside=0), "h", 0) is None
+
+
+def test_gradient_magnitude_fold_against_hand_built_counts():
+    # signed edges -100 -10 -1 0 1 10 100: bins [-100,-10) [-10,-1) [-1,0) [0,1) [1,10) [10,100]
+    edges = [-100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0]
+    counts = [1, 2, 3, 4, 5, 6]
+    magnitude_edges, fraction = magnitude_histogram(hand_series(counts, edges), "h", 0)
+    # |g| bins: [0, 1) from 3 + 4, [1, 10) from 2 + 5, [10, 100] from 1 + 6; the bin at 0 drawn from 1/10
+    np.testing.assert_array_equal(magnitude_edges, [0.1, 1.0, 10.0, 100.0])
+    np.testing.assert_allclose(fraction, [7 / 21, 7 / 21, 7 / 21])
+    counts = [0, 1, 0, 9, 0, 5]
+    _, fraction = magnitude_histogram(hand_series(counts, edges), "h", 0)
+    np.testing.assert_allclose(fraction, [9 / 15, 1 / 15, 5 / 15])
+    assert magnitude_histogram(hand_series(counts, [-1.0, 0.5, 1.0]), "h", 0) is None  # not symmetric
