@@ -126,7 +126,11 @@ def to_dataframe(data: bytes):
 
     if not data:
         return pd.DataFrame(columns=[*KEY_COLUMNS, KIND_COLUMN])
-    frame = pd.read_csv(io.BytesIO(data), dtype={"network": str, KIND_COLUMN: str})
+    # Only an empty cell is missing: pandas' default NA words ("nan", "NA", "null", ...) would turn
+    # a network of that name into NaN.
+    missing = {name: [""] for name in header_columns(data) if name != "network"}
+    frame = pd.read_csv(io.BytesIO(data), dtype={"network": str, KIND_COLUMN: str}, keep_default_na=False,
+                        na_values=missing)
     if frame.empty:  # header only: give the columns the dtypes they will have once rows exist
         metric_dtypes = {name: "float64" for name in frame.columns if name not in (*KEY_COLUMNS, KIND_COLUMN)}
         frame = frame.astype({"step": "int64", **metric_dtypes})
