@@ -62,7 +62,7 @@ def test_network_names_and_metric_types_survive_reading(make_store):
 
 def test_an_empty_metrics_table_has_the_key_and_metric_columns(store):
     metrics = load_run(store.path).metrics
-    assert metrics.empty and list(metrics.columns) == ["step", "network", "loss", "accuracy"]
+    assert metrics.empty and list(metrics.columns) == ["step", "network", "kind", "loss", "accuracy"]
     assert metrics["step"].dtype == np.int64 and metrics["loss"].dtype == metrics["accuracy"].dtype == np.float64
 
 
