@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import jax
 import numpy as np
 from flax import nnx
 
-from normlab.data import BatchIterator, Dataset
+from normlab.data import BatchIterator, Dataset, load_dataset
+from normlab.errors import NormlabError
 from normlab.experiments.config import Config
 from normlab.models import build_model
 from normlab.norms import norm_options as accepted_norm_options
 from normlab.probes import at_steps, every, expand_bundles, make_probe
 from normlab.train import NetworkSpec, NetworkState, make_network, make_optimizer
+
+
+def load_config_dataset(config: Config) -> Dataset:
+    """The run's dataset; with ``train_subset`` > 0 only its first N training examples (C21 trains
+    full-batch on a small subset)."""
+    dataset = load_dataset(config.dataset, normalize=config.input_normalization or None)
+    if config.train_subset <= 0:
+        return dataset
+    if config.train_subset > len(dataset.x_train):
+        raise NormlabError(f"setting 'train_subset' must be at most the {len(dataset.x_train)} training examples of "
+                           f"{config.dataset}; got {config.train_subset}")
+    n = config.train_subset
+    return replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n])
 
 
 def total_steps(config: Config, dataset: Dataset) -> int:
@@ -82,13 +98,14 @@ def parameter_count(state: NetworkState) -> int:
 
 
 _WALK = ("landscape", "predictiveness", "beta_smoothness")
+_CURVATURE = ("hessian_top", "hessian_trace", "hessian_density", "gradient_concentration")
 
 # Which setting reaches which probe field: setting -> {probe: field} (a tuple field unpacks a pair).
 # landscape, predictiveness and beta_smoothness read the same grid settings: one grid is what lets
 # them share a single gradient walk inside the compiled step. Checked against every probe's
 # fields by tests/experiments/test_runner.py; a probe not named here gets only its schedule.
 PROBE_SETTINGS: dict[str, dict[str, str | tuple[str, str]]] = {
-    "probe_bn_mode": {name: "bn_mode" for name in ("activations", "ics", *_WALK, "divergence")},
+    "probe_bn_mode": {name: "bn_mode" for name in ("activations", "ics", *_WALK, "divergence", *_CURVATURE)},
     "hist_bins": {"activations": "bins"},
     "hist_range": {"activations": "value_range"},
     "tracked_layer": {"activations": "tracked_layer"},
@@ -102,6 +119,16 @@ PROBE_SETTINGS: dict[str, dict[str, str | tuple[str, str]]] = {
     "landscape_batching": {name: "batching" for name in _WALK},
     "divergence_points": {"divergence": "points"},
     "divergence_range": {"divergence": ("low", "high")},
+    # The curvature probes share one Lanczos run per step when BN mode, steps and seed agree.
+    "lanczos_steps": {name: "lanczos_steps" for name in _CURVATURE},
+    "seed": {name: "seed" for name in _CURVATURE},
+    "hessian_k": {"hessian_top": "k"},
+    "hessian_method": {"hessian_top": "method"},
+    "power_iterations": {"hessian_top": "power_iterations"},
+    "curvature_per_layer": {"hessian_top": "per_layer", "hessian_trace": "per_layer"},
+    "hutchinson_vectors": {"hessian_trace": "vectors"},
+    "slq_starts": {"hessian_density": "starts"},
+    "concentration_k": {"gradient_concentration": "k"},
 }
 
 

@@ -47,6 +47,7 @@ class Config:
     epochs: int = 1
     steps: int = 0  # > 0 overrides epochs: train exactly this many steps
     full_batch: bool = False  # every step sees the whole training split (the DLN study)
+    train_subset: int = 0  # > 0: train on the first N training examples only (C21's small subsets)
     seed: int = 0  # model initialization (both networks share it)
     data_seed: int = 0  # batch order and augmentation
     # --- evaluation and storage
@@ -73,6 +74,14 @@ class Config:
     divergence_steps: tuple[int, ...] = (0, 1, 2, 3, 4)  # B18: the first few mini-batches
     divergence_range: tuple[float, ...] = (1e-5, 1e-1)  # absolute step sizes, log grid
     divergence_points: int = 9
+    lanczos_steps: int = 20  # Lanczos steps m shared by hessian_top, hessian_density, gradient_concentration
+    hessian_k: int = 1  # hessian_top: number of largest eigenvalues
+    hessian_method: str = "lanczos"  # hessian_top: "lanczos" or "power" (power iteration, largest magnitude)
+    power_iterations: int = 20  # hessian_top with hessian_method=power: iterations per eigenvalue
+    hutchinson_vectors: int = 10  # hessian_trace: Rademacher vectors
+    slq_starts: int = 2  # hessian_density: random starts n_v (start 0 is the shared Lanczos run)
+    concentration_k: int = 10  # gradient_concentration: top Ritz vectors spanning the subspace
+    curvature_per_layer: bool = False  # hessian_top / hessian_trace: also each layer's diagonal block
     # --- output
     report: bool = True  # write figures and report.html at the end of the run
 
@@ -161,6 +170,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     from normlab.models import CONV_PATHS, NORM_POSITIONS
     from normlab.norms.batch import RUNNING_VAR_CHOICES
     from normlab.probes.base import BN_MODES
+    from normlab.probes.curvature import METHODS as HESSIAN_METHODS
     from normlab.probes.ics import STRATEGIES
     from normlab.probes.landscape import BATCHINGS, SPACINGS
     from normlab.train import OPTIMIZERS, SCHEDULES
@@ -175,11 +185,13 @@ def choices() -> dict[str, tuple[str, ...]]:
         "landscape_spacing": tuple(SPACINGS),
         "landscape_batching": tuple(BATCHINGS),
         "ics_strategy": tuple(STRATEGIES),
+        "hessian_method": tuple(HESSIAN_METHODS),
     }
 
-_POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points", "divergence_points")
+_POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points", "divergence_points", "lanczos_steps",
+             "hessian_k", "power_iterations", "hutchinson_vectors", "slq_starts", "concentration_k")
 _NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_every", "train_eval_size",
-                 "probe_budget")
+                 "probe_budget", "train_subset")
 
 
 def validate(config: Config) -> Config:

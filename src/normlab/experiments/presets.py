@@ -173,6 +173,66 @@ _PRESETS += [
     ),
 ]
 
+# G19 / C21: the Hessian probes. Ghorbani et al. (G19) train with SGD + momentum and watch the
+# spectrum's outliers (about one per class) and the gradient's concentration in their span.
+CURVATURE_PROBES = ("hessian_top", "hessian_density", "hessian_trace", "gradient_concentration")
+G19 = dict(optimizer="momentum", momentum=0.9, probes=CURVATURE_PROBES, hessian_k=10, concentration_k=10)
+
+_PRESETS += [
+    _preset(
+        "ghorbani_outliers",
+        "G19 Fig. 2-6 at CPU size: mlp with and without BN on digits, SGD momentum 0.9 lr 0.02, batch 32, "
+        "10 epochs; Hessian top-10 eigenvalues, SLQ density (40 Lanczos steps, 3 starts), trace, gradient "
+        "concentration in the top-10 subspace (--set probe_bn_mode=eval: the population-statistics Hessian)",
+        **G19,
+        dataset="digits",
+        model="mlp",
+        lr=0.02,
+        batch_size=32,
+        epochs=10,
+        probe_every=90,
+        log_every=45,
+        lanczos_steps=40,
+        slq_starts=3,
+    ),
+    _preset(
+        "ghorbani_vgg",
+        "G19 on the narrow VGG (width 1/8) with and without BN on synthetic_cifar: SGD momentum 0.9 lr 0.02, "
+        "batch 128, 200 steps; Hessian top-10, SLQ density (20 steps, 2 starts), trace, gradient concentration",
+        **G19,
+        dataset="synthetic_cifar",
+        model="vgg",
+        width=0.125,
+        lr=0.02,
+        batch_size=128,
+        steps=200,
+        eval_every=100,
+        probe_every=50,
+        log_every=25,
+        lanczos_steps=20,
+        slq_starts=2,
+    ),
+    _preset(
+        "edge_of_stability",
+        "C21 Fig. 1 at CPU size: full-batch GD (plain SGD) on the first 256 digits, mlp with and without BN, "
+        "lr 0.05, 600 steps; sharpness (top Hessian eigenvalue, 20 Lanczos steps) every 10 steps against 2/lr "
+        "(sweep lr: normlab sweep edge_of_stability --grid lr=0.02,0.05,0.1)",
+        dataset="digits",
+        model="mlp",
+        optimizer="sgd",
+        lr=0.05,
+        full_batch=True,
+        train_subset=256,
+        steps=600,
+        eval_every=100,
+        probe_every=10,
+        log_every=50,
+        probes=("hessian_top",),
+        lanczos_steps=20,
+        hessian_k=2,
+    ),
+]
+
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in _PRESETS}
 DEFAULT_PRESET = "quickstart"
 

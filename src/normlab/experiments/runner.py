@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from normlab.data import BatchIterator, Dataset, augment_cifar, load_dataset
+from normlab.data import BatchIterator, Dataset, augment_cifar
 from normlab.errors import NormlabError
 from normlab.experiments.build import (  # noqa: F401 (re-exported: the runner's building API)
     PROBE_SETTINGS,
@@ -28,6 +28,7 @@ from normlab.experiments.build import (  # noqa: F401 (re-exported: the runner's
     build_group,
     build_network_model,
     build_probes,
+    load_config_dataset,
     norm_options,
     parameter_count,
     probe_settings,
@@ -143,7 +144,7 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
     together, so they pass False).
     """
     configure_compile_cache(compile_cache_dir())
-    dataset = load_dataset(config.dataset, normalize=config.input_normalization or None)
+    dataset = load_config_dataset(config)
     specs, states = build_group(config, dataset)  # builds and validates before anything is written
     probes = build_probes(config)
     path = Path(run_dir) if run_dir is not None else new_run_dir(Path(out), config.preset)
@@ -181,7 +182,7 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     if run.status == "completed":
         raise NormlabError(f"run {path} is already completed; nothing to resume")
     config = from_dict(run.config)
-    dataset = load_dataset(config.dataset, normalize=config.input_normalization or None)
+    dataset = load_config_dataset(config)
     specs, states = build_group(config, dataset)
     probes = build_probes(config)
     setups = probe_setups(probes, specs, states)  # from the step-0 networks, as in the first run

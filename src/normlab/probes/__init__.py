@@ -27,6 +27,12 @@ from normlab.probes.base import (
     probe_meta,
 )
 from normlab.probes.shared import SharedPieces
+from normlab.probes.curvature import (
+    GradientConcentrationProbe,
+    HessianDensityProbe,
+    HessianTopProbe,
+    HessianTraceProbe,
+)
 from normlab.probes.distance import DistanceProbe
 from normlab.probes.gradients import GradientsProbe
 from normlab.probes.ics import ICSProbe
@@ -47,6 +53,13 @@ PROBES_REGISTRY: Registry[Probe] = Registry("probe", {
     "beta_smoothness": (BetaSmoothnessProbe, "effective beta-smoothness max_eta ||g(theta) - g(theta - eta g)|| / "
                         "||eta g|| (S18 Fig. 4c)"),
     "divergence": (DivergenceProbe, "relative loss L(theta - eta g) / L(theta) on a log grid of step sizes (B18)"),
+    "hessian_top": (HessianTopProbe, "k largest Hessian eigenvalues by Lanczos (or power iteration) with Ritz "
+                    "residuals; sharpness vs 2/lr (C21)"),
+    "hessian_trace": (HessianTraceProbe, "Hessian trace by Hutchinson with Rademacher vectors, with its standard error"),
+    "hessian_density": (HessianDensityProbe, "Hessian spectral density by stochastic Lanczos quadrature: Ritz values "
+                        "and weights (G19)"),
+    "gradient_concentration": (GradientConcentrationProbe, "fraction of ||g||^2 in the span of the top-k Hessian "
+                               "Ritz vectors (G19 Sec. 4)"),
 }, common=("name",))  # a probe's options are its dataclass fields
 
 # Bundles by cost (cockpit's economy / business / full): what a probe step adds to a training step.
@@ -57,6 +70,8 @@ BUNDLES: dict[str, tuple[str, ...]] = {
     "standard": ("activations", "gradients", "distance", "ics", "landscape"),
     # plus K gradient evaluations along the gradient (predictiveness and beta share them)
     "full": ("activations", "gradients", "distance", "ics", "landscape", "predictiveness", "beta_smoothness"),
+    # Hessian probes: lanczos_steps HVPs (shared) + hutchinson_vectors + (slq_starts - 1) * steps
+    "curvature": ("hessian_top", "hessian_trace", "hessian_density", "gradient_concentration"),
 }
 
 
@@ -99,7 +114,11 @@ __all__ = [
     "DistanceProbe",
     "DivergenceProbe",
     "Every",
+    "GradientConcentrationProbe",
     "GradientsProbe",
+    "HessianDensityProbe",
+    "HessianTopProbe",
+    "HessianTraceProbe",
     "ICSProbe",
     "LandscapeProbe",
     "PredictivenessProbe",

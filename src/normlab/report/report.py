@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from normlab.report.figures.activations import activations_section
+from normlab.report.figures.curvature import curvature_section
 from normlab.report.figures.distance import distance_section
 from normlab.report.figures.drift import drift_section
 from normlab.report.figures.gradients import gradients_section
@@ -39,6 +40,7 @@ SECTION_BUILDERS: list[Callable[[RunSet], Section]] = [
     ics_section,
     landscape_section,
     divergence_section,
+    curvature_section,
     distance_section,
     sweep_section,
 ]
