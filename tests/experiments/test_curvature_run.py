@@ -11,17 +11,23 @@ from normlab.errors import NormlabError
 from normlab.experiments import apply_overrides, default_config, run_experiment
 from normlab.report import write_report
 from normlab.store import load_run
+from normlab.train.compile_cache import configure_compile_cache
 
-SETTINGS = ["dataset=synthetic", "model=mlp", "width=0.125", "batch_size=16", "steps=6", "eval_every=6",
-            "log_every=3", "probe_every=3", "report=false", "train_eval_size=32", "probes=curvature",
+SETTINGS = ["dataset=synthetic", "model=mlp", "width=0.0625", "batch_size=16", "steps=4", "eval_every=4",
+            "log_every=2", "probe_every=2", "report=false", "train_eval_size=32", "probes=curvature",
             "lanczos_steps=4", "hessian_k=2", "hutchinson_vectors=3", "slq_starts=2", "concentration_k=3",
             "train_subset=64"]
 
 
-def test_a_curvature_run_stores_every_probe_identically_on_a_rerun_and_reports_them(tmp_path):
+def test_a_curvature_run_stores_every_probe_identically_on_a_rerun_and_reports_them(tmp_path, monkeypatch):
+    # the rerun reads its compiled step from a throw-away persistent cache instead of compiling again
+    monkeypatch.setenv("NORMLAB_COMPILE_CACHE", str(tmp_path / "cache"))
     config = apply_overrides(replace(default_config(), preset="tiny"), SETTINGS)
-    first = load_run(run_experiment(config, out=tmp_path / "a", quiet=True).path)
-    second = load_run(run_experiment(config, out=tmp_path / "b", quiet=True).path)
+    try:
+        first = load_run(run_experiment(config, out=tmp_path / "a", quiet=True).path)
+        second = load_run(run_experiment(config, out=tmp_path / "b", quiet=True).path)
+    finally:
+        configure_compile_cache(None)
     shapes = {"hessian_top": {"eigenvalues": (3, 2), "residuals": (3, 2), "two_over_lr": (3,)},
               "hessian_trace": {"trace": (3,), "stderr": (3,), "samples": (3, 3)},
               "hessian_density": {"nodes": (3, 2, 4), "weights": (3, 2, 4)},
@@ -30,7 +36,7 @@ def test_a_curvature_run_stores_every_probe_identically_on_a_rerun_and_reports_t
         assert first.probe_meta(probe)["networks"]["batch"]["bn_mode"] == "train"
         for network in ("none", "batch"):
             data, again = first.probe(probe, network), second.probe(probe, network)
-            assert list(data["step"]) == [0, 3]
+            assert list(data["step"]) == [0, 2]
             for key, shape in keys.items():
                 assert np.shape(data[key]) == (2,) + shape[1:]
                 np.testing.assert_array_equal(data[key], again[key])  # vectors from (seed, step) only
