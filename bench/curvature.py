@@ -60,7 +60,7 @@ def bench_model(name: str, steps: int, reps: int, vgg_batch: int, dense_max: int
     x, y = batch(options, size, model.task == "regression")
     loss, grads = jax.jit(lambda s: gradient(spec, s.params, s.rest, x, y))(state)
     ctx = ProbeContext(spec=spec, state=state, x=x, y=y, loss=loss, grads=grads, activations=(),
-                       learning_rate=jnp.asarray(lr, jnp.float32), step=jnp.asarray(0), shared=SharedPieces())
+                       learning_rate=jnp.asarray(lr, jnp.float32), step=jnp.asarray(0))
     probe = HessianTopProbe(lanczos_steps=steps)
     measure = jax.jit(lambda c: probe.measure(c._replace(shared=SharedPieces())))
     step = jax.jit(lambda s: train_step(spec, s, x, y))
