@@ -25,8 +25,14 @@ from timing import interleaved_medians, print_table  # noqa: E402
 from normlab.data import load_dataset  # noqa: E402
 from normlab.experiments import apply_overrides, get_preset  # noqa: E402
 from normlab.experiments.runner import (  # noqa: E402
-    active_probes, build_group, build_probes, choose_probe_schedule, make_group_step, probe_setups,
-    scheduled_probes)
+    active_probes,
+    build_group,
+    build_probes,
+    choose_probe_schedule,
+    make_group_step,
+    probe_setups,
+    scheduled_probes,
+)
 
 WORKLOADS = {
     "mlp": ("quickstart", ["dataset=synthetic", "probes=standard"]),

@@ -135,9 +135,8 @@ def _command_list(args) -> int:
 
 
 def _command_describe(args) -> int:
-    from normlab.models import abstract_model, describe_model, format_description
-
     from normlab.data import dataset_shape
+    from normlab.models import abstract_model, describe_model, format_description
 
     input_shape, num_classes = dataset_shape(args.dataset)
     # Shapes only (nnx.eval_shape): describing full-width VGG computes no weights.

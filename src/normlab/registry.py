@@ -9,7 +9,8 @@ unknown options are one-line ``UnknownNameError`` s listing what is valid.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from normlab.errors import UnknownNameError, check_name
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normlab.data import DATASETS, NORMALIZATIONS, Dataset, dataset_names, dataset_options
-from normlab.data import load_dataset
+from normlab.data import DATASETS, NORMALIZATIONS, Dataset, dataset_names, dataset_options, load_dataset
 from normlab.errors import NormlabError, UnknownNameError
 
 OFFLINE = ["digits", "synthetic", "synthetic_cifar", "dln_gaussian"]

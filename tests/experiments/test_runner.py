@@ -15,11 +15,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pandas as pd
-import pytest
 
 import normlab.experiments.runner as runner
 from normlab.data import load_dataset
-from normlab.experiments import apply_overrides, default_config, run_experiment, resume_experiment
+from normlab.experiments import apply_overrides, default_config, resume_experiment, run_experiment
 from normlab.store import RunStore, load_run
 from normlab.train import state_at
 

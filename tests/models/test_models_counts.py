@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from normlab.models import abstract_model, count_params, count_stats, describe_model
-from normlab.models import format_description
+from normlab.models import abstract_model, count_params, count_stats, describe_model, format_description
 
 
 def counts(name, norm, **kwargs):

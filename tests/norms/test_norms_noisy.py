@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import norms_numpy_reference as ref
 import numpy as np
 import pytest
 from flax import nnx
 
-import norms_numpy_reference as ref
 from normlab.errors import NormlabError
 from normlab.norms import make_norm
 

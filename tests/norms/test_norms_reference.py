@@ -8,11 +8,11 @@ simulated in NumPy. gamma and beta are set to random values first, so the affine
 from __future__ import annotations
 
 import jax.numpy as jnp
+import norms_numpy_reference as ref
 import numpy as np
 import pytest
 from flax import nnx
 
-import norms_numpy_reference as ref
 from normlab.norms import make_norm, norm_names, norm_options
 
 EPS = 1e-5

@@ -6,12 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from reference_models import TinyMLP
 from flax import nnx
 
 from normlab.probes import ActivationsProbe, DistanceProbe, GradientsProbe, ProbeContext, active_probes, at_steps, every
 from normlab.probes.gradients import gradient_edges
-from normlab.train import apply_model, make_network, make_optimizer, state_at, train_step
+from normlab.train import make_network, make_optimizer, state_at, train_step
+from reference_models import TinyMLP
 
 
 def _context(batch_norm=True, steps_before=3):

@@ -9,8 +9,14 @@ import pytest
 
 from normlab.errors import NormlabError
 from normlab.probes.budget import (
-    MIN_COST_STEPS, budget_schedules, log_dense_steps, measured_costs, measurement_count, overhead,
-    van_der_corput)
+    MIN_COST_STEPS,
+    budget_schedules,
+    log_dense_steps,
+    measured_costs,
+    measurement_count,
+    overhead,
+    van_der_corput,
+)
 
 
 def test_van_der_corput_mirrors_the_binary_digits():

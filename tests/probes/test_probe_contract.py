@@ -16,8 +16,16 @@ import pytest
 from flax import nnx
 
 from normlab.models import build_model
-from normlab.probes import (ProbeContext, SharedPieces, declared_keys, headline_value, make_probe, probe_meta,
-                            probe_names, probe_setups)
+from normlab.probes import (
+    ProbeContext,
+    SharedPieces,
+    declared_keys,
+    headline_value,
+    make_probe,
+    probe_meta,
+    probe_names,
+    probe_setups,
+)
 from normlab.train import make_network, make_optimizer, train_step
 
 

@@ -38,8 +38,8 @@ from normlab.probes import (
     make_probe,
 )
 from normlab.probes.ics import STRATEGIES, layer_parameters
-from normlab.probes.shared import SharedPieces
 from normlab.probes.landscape import step_size_grid
+from normlab.probes.shared import SharedPieces
 from normlab.train import make_network, make_optimizer, train_step
 
 RTOL = 1e-5

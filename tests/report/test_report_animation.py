@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from normlab.report import animation
-from normlab.report.series import activation_series
 from normlab.report.figures.activations import histogram_movie
 from normlab.report.runs import collect_runs
+from normlab.report.series import activation_series
 from normlab.report.style import report_style
 from normlab.store import load_run
 

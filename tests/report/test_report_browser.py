@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from report_browser import find_chromium, inspect_page
 
 CHROMIUM = find_chromium()
@@ -46,6 +45,7 @@ def test_a_missing_image_is_caught(tmp_path):
     import shutil
 
     import report_synthetic as synthetic
+
     from normlab.report import write_report
 
     run = synthetic.make_run(tmp_path / "run", steps=10, probes=("distance",))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import report_synthetic as synthetic
-from normlab.report.series import Series, activation_series, histogram_density
+
 from normlab.report.figures.drift import ROWS, drift_values, plot_moment_drift
 from normlab.report.figures.gradients import gradient_series, magnitude_histogram, plot_gradient_histograms
 from normlab.report.figures.santurkar import plot_ics, plot_landscape
 from normlab.report.figures.training import smooth
 from normlab.report.runs import collect_runs
+from normlab.report.series import Series, activation_series, histogram_density
 from normlab.report.style import report_style
 from normlab.store import load_run
 

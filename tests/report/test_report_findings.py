@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-
 import report_synthetic as synthetic
+
 from normlab.experiments.summary import summary_lines
 from normlab.report import write_report
 from normlab.report.findings import findings, replicate_groups

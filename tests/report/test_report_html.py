@@ -7,8 +7,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 import report_synthetic as synthetic
+
 from normlab.errors import NormlabError
 from normlab.report import write_report
 from normlab.store import load_run

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import report_synthetic as synthetic
+
 from normlab.report import write_report
 from normlab.report.figures.santurkar import band, plot_divergence, plot_ics, plot_landscape, probe_series
 from normlab.report.runs import collect_runs

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import report_synthetic as synthetic
+
 from normlab.report.tensorboard import export_tensorboard, histogram_fields
 from normlab.store import load_run
 

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from reference_models import TinyMLP
 from flax import nnx
 
 from normlab.train import make_network, make_optimizer, state_at, train_step
+from reference_models import TinyMLP
 
 
 def _batch(seed=0, n=8):

@@ -3,7 +3,7 @@ and one group evaluation, each a single ``jax.jit`` over all networks of the gro
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

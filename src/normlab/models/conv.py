@@ -70,9 +70,9 @@ def explicit_padding(padding: PaddingLike, kernel_hw: tuple[int, int]) -> Pads:
         if mode == "VALID":
             return ((0, 0), (0, 0))
         if mode == "SAME":
-            return tuple((  # type: ignore[return-value]
+            return tuple(  # type: ignore[return-value]
                 ((k - 1) // 2, (k - 1) - (k - 1) // 2) for k in kernel_hw
-            ))
+            )
         raise NormlabError(f"unknown padding {padding!r}; valid: SAME, VALID, an int, or pairs")
     if isinstance(padding, int):
         return ((padding, padding), (padding, padding))

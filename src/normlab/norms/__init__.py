@@ -27,9 +27,9 @@ from normlab.norms.batch import (
     NoisyBatchNorm,
     VarOnlyBatchNorm,
 )
+from normlab.norms.per_sample import GroupNorm, Identity, LayerNorm, RMSNorm
 from normlab.norms.registry import NORMS, make_norm, norm_class, norm_names, norm_options
 from normlab.norms.research import PITBatchNorm, ZCABatchNorm
-from normlab.norms.per_sample import GroupNorm, Identity, LayerNorm, RMSNorm
 
 __all__ = [
     "NORMS",

@@ -12,21 +12,20 @@ from normlab.probes.base import (
     AnyOf,
     AtSteps,
     Every,
+    Headline,
+    Output,
     Probe,
     ProbeContext,
     Schedule,
     active_probes,
     at_steps,
-    every,
-    never,
-    probe_setups,
-    Headline,
-    Output,
     declared_keys,
+    every,
     headline_value,
+    never,
     probe_meta,
+    probe_setups,
 )
-from normlab.probes.shared import SharedPieces
 from normlab.probes.curvature import (
     GradientConcentrationProbe,
     HessianDensityProbe,
@@ -37,6 +36,7 @@ from normlab.probes.distance import DistanceProbe
 from normlab.probes.gradients import GradientsProbe
 from normlab.probes.ics import ICSProbe
 from normlab.probes.landscape import BetaSmoothnessProbe, DivergenceProbe, LandscapeProbe, PredictivenessProbe
+from normlab.probes.shared import SharedPieces
 from normlab.registry import Registry
 
 PROBES_REGISTRY: Registry[Probe] = Registry("probe", {

@@ -20,7 +20,6 @@ import numpy as np
 from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_bn_mode, every
 from normlab.train import NetworkSpec, state_at
 
-
 DECADES_LOW, DECADES_HIGH, PER_DECADE = -8, 1, 3
 
 

@@ -18,8 +18,9 @@ cost the sum).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from functools import partial
-from typing import Callable, Hashable, TypeVar
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp

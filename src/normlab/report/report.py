@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from normlab.report.figures.activations import activations_section
 from normlab.report.figures.curvature import curvature_section
 from normlab.report.figures.distance import distance_section
 from normlab.report.figures.drift import drift_section
 from normlab.report.figures.gradients import gradients_section
-from normlab.report.figures.start import start_section
 from normlab.report.figures.santurkar import divergence_section, ics_section, landscape_section
+from normlab.report.figures.start import start_section
 from normlab.report.figures.sweep import sweep_section
 from normlab.report.figures.training import training_section
 from normlab.report.html import RenderedItem, RenderedSection, page, relative

@@ -7,9 +7,9 @@ the report decides where and in which formats they go.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from matplotlib.figure import Figure
 

@@ -88,7 +88,7 @@ class CacheEvents:
             return {"dir": None, "hits": 0, "misses": 0}
         return {"dir": str(directory), "hits": self.hits, "misses": self.requests - self.hits}
 
-    def __enter__(self) -> "CacheEvents":
+    def __enter__(self) -> CacheEvents:
         monitoring.register_event_listener(self._listen)
         return self
 

@@ -28,7 +28,7 @@ class CompileTimer:
             if event == COMPILE_EVENTS[-1]:
                 self.compilations += 1
 
-    def __enter__(self) -> "CompileTimer":
+    def __enter__(self) -> CompileTimer:
         monitoring.register_event_duration_secs_listener(self._listen)
         return self
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from normlab.report.animation import write_histogram_animation
+from normlab.report.runs import RunSet, finite, layer_array, union_in_order
+from normlab.report.sections import Movie, Plot, Section, missing
 from normlab.report.series import (
     Series,
     activation_series,
+    figure_legend,
     histogram_density,
     index_at,
     layers_note,
-    figure_legend,
     moment_text,
     panel_label,
     shown_layers,
     snapshot_steps,
 )
-from normlab.report.runs import RunSet, finite, layer_array, union_in_order
-from normlab.report.animation import write_histogram_animation
-from normlab.report.sections import Movie, Plot, Section, missing
 from normlab.report.style import new_figure, shared_legend
 
 TITLE = "Activation distributions"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.series import activation_series, layers_note, shown_layers
 from normlab.report.runs import RunSet, finite, layer_array
 from normlab.report.sections import Plot, Section, missing
+from normlab.report.series import activation_series, layers_note, shown_layers
 from normlab.report.style import new_figure, shared_legend
 
 TITLE = "Moment drift (noisy BN, S18 Fig. 8)"

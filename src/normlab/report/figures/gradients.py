@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.series import Series, layers_note, select_layers
 from normlab.report.runs import (
     RunSet,
     finite,
@@ -15,6 +14,7 @@ from normlab.report.runs import (
     union_in_order,
 )
 from normlab.report.sections import Plot, Section, missing
+from normlab.report.series import Series, layers_note, select_layers
 from normlab.report.style import new_figure, shared_legend
 
 PROBE = "gradients"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.series import Series, layers_note, select_layers
 from normlab.report.runs import RunSet, finite, network_series, probe_layers, probe_meta, union_in_order
 from normlab.report.sections import Plot, Section, missing
+from normlab.report.series import Series, layers_note, select_layers
 from normlab.report.style import network_color, new_figure, run_hatch, shared_legend
 
 ICS_TITLE = "Internal covariate shift (S18 Fig. 3)"
