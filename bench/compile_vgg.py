@@ -34,7 +34,9 @@ def main():
     parser.add_argument("--width", type=float, default=0.125)
     parser.add_argument("--conv-path", default="auto")
     args = parser.parse_args()
-    config = apply_overrides(get_preset("part2").config, [f"width={args.width}", f"conv_path={args.conv_path}", "steps=10"])
+    config = apply_overrides(
+        get_preset("part2").config, [f"width={args.width}", f"conv_path={args.conv_path}", "steps=10"]
+    )
     dataset = fake_cifar()
     start = time.perf_counter()
     with CompileTimer() as build_timer:
@@ -53,7 +55,9 @@ def main():
     jax.block_until_ready(metrics)
     second = time.perf_counter() - start
     print(f"narrow VGG pair (width {args.width:g}, batch 128, conv path {args.conv_path}) on {jax.default_backend()}")
-    print(f"  building both networks:      {build_seconds:6.1f} s  (of which JAX compiling {build_timer.seconds:.1f} s)")
+    print(
+        f"  building both networks:      {build_seconds:6.1f} s  (of which JAX compiling {build_timer.seconds:.1f} s)"
+    )
     print(f"  first group step:            {first:6.1f} s  (compile {timer.seconds:.1f} s, target < 10 s)")
     print(f"  second group step:           {second:6.2f} s")
 

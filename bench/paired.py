@@ -63,7 +63,9 @@ def bench_paired_step(repeats: int, steps_per_sample: int = 200):
     medians = interleaved_medians({"pair": run_pair, "two singles": run_singles}, repeats=repeats)
     pair_rate = steps_per_sample / medians["pair"]
     single_rate = steps_per_sample / medians["two singles"]
-    return [("mlp+BN pair, batch 32, Adam", f"{pair_rate:.0f}", f"{single_rate:.0f}", f"{pair_rate / single_rate:.2f}x")]
+    return [
+        ("mlp+BN pair, batch 32, Adam", f"{pair_rate:.0f}", f"{single_rate:.0f}", f"{pair_rate / single_rate:.2f}x")
+    ]
 
 
 def bench_quickstart():
@@ -101,12 +103,24 @@ def main():
     print_table("paired step (steps/s, medians of interleaved repeats)", bench_paired_step(args.repeats),
                 ("workload", "pair in one jit", "two separate jits", "speed-up"))
     wall, compile_seconds = bench_quickstart()
-    print_table("quickstart end to end", [("normlab run (quickstart, no report)", f"{wall:.1f}", f"{compile_seconds:.1f}",
-                                           f"{100 * compile_seconds / wall:.0f}%")],
-                ("run", "wall s", "compile s", "compile share"))
+    print_table(
+        "quickstart end to end",
+        [
+            (
+                "normlab run (quickstart, no report)",
+                f"{wall:.1f}",
+                f"{compile_seconds:.1f}",
+                f"{100 * compile_seconds / wall:.0f}%",
+            )
+        ],
+        ("run", "wall s", "compile s", "compile share"),
+    )
     short, long = peak_memory_mib(200), peak_memory_mib(2000)
-    print_table("peak memory (max RSS of a fresh process)", [("quickstart", f"{short:.0f}", f"{long:.0f}", f"{long / short:.2f}x")],
-                ("run", "200 steps MiB", "2,000 steps MiB", "ratio"))
+    print_table(
+        "peak memory (max RSS of a fresh process)",
+        [("quickstart", f"{short:.0f}", f"{long:.0f}", f"{long / short:.2f}x")],
+        ("run", "200 steps MiB", "2,000 steps MiB", "ratio"),
+    )
 
 
 if __name__ == "__main__":

@@ -104,7 +104,9 @@ def naive_bundle(spec):
     update = jax.jit(lambda state, grads: real_update(spec, state, grads))
     move = jax.jit(lambda p, d, eta: jax.tree.map(lambda a, b: a - eta * b, p, d))
     distance = jax.jit(lambda a, b: optax.tree.norm(jax.tree.map(jnp.subtract, a, b)))
-    kernel_stats = jax.jit(lambda g, h: (jnp.linalg.norm(g - h), jnp.vdot(g, h) / (jnp.linalg.norm(g) * jnp.linalg.norm(h))))
+    kernel_stats = jax.jit(
+        lambda g, h: (jnp.linalg.norm(g - h), jnp.vdot(g, h) / (jnp.linalg.norm(g) * jnp.linalg.norm(h)))
+    )
 
     def run(ctx):
         state = ctx.state
@@ -124,7 +126,9 @@ def naive_bundle(spec):
             loss, grads = full_gradient(move(state.params, ctx.grads, eta), state.rest, ctx.x, ctx.y)
             losses.append(loss)
             distances.append(distance(ctx.grads, grads))
-        beta = max(d / (e * optax.tree.norm(ctx.grads)) for d, e in zip(distances, MULTIPLIERS * float(ctx.learning_rate)))
+        beta = max(
+            d / (e * optax.tree.norm(ctx.grads)) for d, e in zip(distances, MULTIPLIERS * float(ctx.learning_rate))
+        )
         return jnp.stack(l2), jnp.stack(cosine), jnp.stack(losses), jnp.stack(distances), beta
 
     return run

@@ -15,10 +15,20 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 BENCHMARKS = [
-    ("conv paths per conv shape: im2col vs lax.conv_general_dilated, forward+backward", "conv_paths.py", [], ["--reps", "3"]),
+    (
+        "conv paths per conv shape: im2col vs lax.conv_general_dilated, forward+backward",
+        "conv_paths.py",
+        [],
+        ["--reps", "3"],
+    ),
     ("VGG forward+backward, chosen conv path vs lax.conv_general_dilated", "vgg_paths.py", [], ["--repeats", "2"]),
     ("paired step, quickstart end to end, peak memory", "paired.py", [], ["--repeats", "3"]),
-    ("probe bundle vs naive and seed-style references; probing overhead", "probes.py", [], ["--reps", "3", "--blocks", "2"]),
+    (
+        "probe bundle vs naive and seed-style references; probing overhead",
+        "probes.py",
+        [],
+        ["--reps", "3", "--blocks", "2"],
+    ),
     ("first-step compile of the narrow VGG pair", "compile_vgg.py", [], []),
     ("train step against PyTorch eager (skipped without torch)", "torch_compare.py", [], ["--repeats", "3"]),
     ("first run vs repeat with the persistent compilation cache", "compile_cache.py", [], ["--repeats", "1"]),

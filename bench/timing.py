@@ -21,7 +21,9 @@ def time_call(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def interleaved_medians(candidates: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1) -> dict[str, float]:
+def interleaved_medians(
+    candidates: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1
+) -> dict[str, float]:
     """Median seconds per call of each candidate, timed in alternation ``repeats`` times."""
     for fn in candidates.values():
         for _ in range(warmup):

@@ -62,8 +62,12 @@ def test_bad_set_type(tmp_path):
 
 
 def test_unknown_names_inside_settings(tmp_path):
-    assert_one_line_error(normlab("run", "--set", "dataset=imagenet", "--out", str(tmp_path)), "unknown dataset", "digits")
-    assert_one_line_error(normlab("run", "--set", "networks=none,batchy", "--out", str(tmp_path)), "unknown norm", "batch")
+    assert_one_line_error(
+        normlab("run", "--set", "dataset=imagenet", "--out", str(tmp_path)), "unknown dataset", "digits"
+    )
+    assert_one_line_error(
+        normlab("run", "--set", "networks=none,batchy", "--out", str(tmp_path)), "unknown norm", "batch"
+    )
 
 
 def test_unknown_command_and_flag_are_one_line():

@@ -193,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a preset (default: quickstart) and print its run directory")
     run.add_argument("preset", nargs="?", help="preset name (see `normlab list`)")
-    run.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings (see `normlab config`)")
+    run.add_argument(
+        "--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings (see `normlab config`)"
+    )
     run.add_argument("--out", default="runs", help="directory under which the run directory is made (default: runs)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -251,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"normlab: error: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except KeyboardInterrupt as interrupt:
-        where = getattr(interrupt, "path", None)
+        # A run's interrupt (experiments.runner.RunInterrupted) says where to resume; read duck-typed
+        # so that a Ctrl-C of a command that never loaded the runner does not import it now.
+        where, step = getattr(interrupt, "path", None), getattr(interrupt, "step", None)
         if where is not None:
-            print(f"normlab: interrupted at step {interrupt.step}; continue with `normlab run --resume {where}`",
+            print(f"normlab: interrupted at step {step}; continue with `normlab run --resume {where}`",
                   file=sys.stderr, flush=True)
         else:
             print("normlab: interrupted", file=sys.stderr, flush=True)

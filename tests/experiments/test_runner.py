@@ -97,7 +97,9 @@ def test_the_group_step_is_traced_once_per_probe_set(tmp_path, monkeypatch):
 
 def _run_cli(args, **kwargs):
     script = Path(sys.executable).parent / "normlab"
-    return subprocess.Popen([str(script), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [str(script), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
@@ -179,8 +181,11 @@ def test_checkpoints_round_trip_noise_rng_state(tmp_path):
     restored = jax.tree.map(jax.numpy.asarray, restored)
     assert step == 3
     fresh = runner.build_group(config, dataset)[1]
-    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(fresh[1].rest), jax.tree.leaves(restored[1].rest))
-               if not jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)), "the noise counter should have moved"
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(fresh[1].rest), jax.tree.leaves(restored[1].rest))
+        if not jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+    ), "the noise counter should have moved"
     for a, b in zip(jax.tree.leaves(states), jax.tree.leaves(restored)):
         if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
             a, b = jax.random.key_data(a), jax.random.key_data(b)
@@ -231,4 +236,6 @@ def test_every_probe_setting_names_a_field_of_its_probes():
     built = {probe.name: probe for probe in runner.build_probes(tiny_config("probes=full,divergence",
                                                                             "landscape_range=0.25,2"))}
     assert (built["beta_smoothness"].low, built["beta_smoothness"].high) == (0.25, 2.0)
-    assert built["divergence"].spacing == "log" and built["divergence"].schedule(4) and not built["divergence"].schedule(6)
+    assert (
+        built["divergence"].spacing == "log" and built["divergence"].schedule(4) and not built["divergence"].schedule(6)
+    )

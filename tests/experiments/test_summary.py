@@ -24,7 +24,9 @@ def _run(tmp_path, landscape_headline, distance_headline):
     store.set_probe_meta("landscape", {"networks": {"net": landscape}})
     store.set_probe_meta("distance", {"networks": {"net": distance}})
     for step, value in enumerate(SPREAD):
-        store.append_probe("landscape", "net", step, {"spread": np.float32(value), "loss": np.full(3, value, np.float32)})
+        store.append_probe(
+            "landscape", "net", step, {"spread": np.float32(value), "loss": np.full(3, value, np.float32)}
+        )
     for step, value in enumerate(TOTAL):
         store.append_probe("distance", "net", step, {"total": np.float32(value), "dense0": np.float32(value)})
     store.flush()
@@ -52,7 +54,9 @@ def test_headline_reductions_against_numpy():
     arrays = {"a.std": np.array([1.0, 2.0, 4.0]), "curve": np.array([[1.0, 3.0], [2.0, np.nan], [5.0, 7.0]])}
     assert headline_value(Headline("{layer}.std", "last", ""), arrays, ["b", "a"]) == 4.0
     assert headline_value(Headline("a.std", "std", ""), arrays, []) == pytest.approx(np.std([1.0, 2.0, 4.0]))
-    assert headline_value(Headline("curve", "median", ""), arrays, []) == pytest.approx(np.nanmedian([2.0, np.nan, 6.0]))
+    assert headline_value(Headline("curve", "median", ""), arrays, []) == pytest.approx(
+        np.nanmedian([2.0, np.nan, 6.0])
+    )
     assert headline_value(Headline("missing", "last", ""), arrays, []) is None
     with pytest.raises(ValueError, match="reduction"):
         Headline("a", "mean", "")

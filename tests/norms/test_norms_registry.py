@@ -134,7 +134,9 @@ def test_frozen_affine_is_not_a_param_and_the_optimizer_leaves_it(name, frozen, 
 def test_unknown_name_and_option_errors():
     with pytest.raises(UnknownNameError, match="unknown norm 'bn'; valid: .*batch"):
         make_norm("bn", 4, rngs=rngs())
-    with pytest.raises(UnknownNameError, match="unknown norm 'batch' option 'momentun'; valid: momentum, eps, running_var$"):
+    with pytest.raises(
+        UnknownNameError, match="unknown norm 'batch' option 'momentun'; valid: momentum, eps, running_var$"
+    ):
         make_norm("batch", 4, rngs=rngs(), momentun=0.9)
     with pytest.raises(UnknownNameError, match=r"valid: \(none\)"):
         make_norm("none", 4, rngs=rngs(), eps=1e-3)

@@ -65,7 +65,9 @@ def test_probes_in_the_group_step_leave_training_unchanged(model, optimizer):
             assert per_network["ics"]["l2"].shape == (len(spec.kernel_paths),)
         if step == 1:
             for spec, state, initial, per_network in zip(specs, states, init, outputs):
-                alone = jax.jit(lambda state, initial, spec=spec: measure_alone(spec, probes, state, x, y, step, initial))
+                alone = jax.jit(
+                    lambda state, initial, spec=spec: measure_alone(spec, probes, state, x, y, step, initial)
+                )
                 want = alone(copy(state), initial)
                 for probe in probes:
                     assert per_network[probe.name].keys() == want[probe.name].keys()

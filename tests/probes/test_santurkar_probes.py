@@ -113,7 +113,9 @@ def test_ics_holds_a_parameter_owned_by_no_weight_layer(strategy):
     np.testing.assert_allclose(result["l2"], reference["l2"], rtol=RTOL, atol=1e-12)
     np.testing.assert_allclose(result["cosine"], reference["cosine"], rtol=RTOL)
     # Moving bn0 too would change G'_1: the reference with bn0 owned by layer 0 must differ.
-    moved = reference_ics(spec, ctx.state, ctx.x, ctx.y, LR, lambda p: 0 if p[0] == "bn0" else flat_owner(p), train=True)
+    moved = reference_ics(
+        spec, ctx.state, ctx.x, ctx.y, LR, lambda p: 0 if p[0] == "bn0" else flat_owner(p), train=True
+    )
     assert abs(moved["l2"][1] - reference["l2"][1]) > 1e-3 * reference["l2"][1]
 
 
@@ -219,8 +221,16 @@ def test_ics_of_a_two_layer_linear_network_in_closed_form():
     np.testing.assert_allclose(result["cosine"][1], cosine, rtol=RTOL)
 
 
-@pytest.mark.parametrize("probe_class,key", [(ICSProbe, "l2"), (LandscapeProbe, "loss"), (PredictivenessProbe, "distance"),
-                                             (BetaSmoothnessProbe, "ratio"), (DivergenceProbe, "ratio")])
+@pytest.mark.parametrize(
+    "probe_class,key",
+    [
+        (ICSProbe, "l2"),
+        (LandscapeProbe, "loss"),
+        (PredictivenessProbe, "distance"),
+        (BetaSmoothnessProbe, "ratio"),
+        (DivergenceProbe, "ratio"),
+    ],
+)
 def test_the_bn_mode_switch_changes_the_result_and_is_recorded(probe_class, key):
     spec, ctx = _context("mlp", True, "momentum", steps_before=2)
     measured = {}

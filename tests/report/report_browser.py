@@ -172,7 +172,10 @@ class Chromium:
             if method == "Runtime.exceptionThrown":
                 errors.append(f"exception: {params['exceptionDetails'].get('text')}")
             elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
-                errors.append("console.error: " + " ".join(str(a.get("value", a.get("description"))) for a in params.get("args", [])))
+                errors.append(
+                    "console.error: "
+                    + " ".join(str(a.get("value", a.get("description"))) for a in params.get("args", []))
+                )
             elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
                 entry = params["entry"]
                 errors.append(f"log: {entry.get('text')} {entry.get('url', '')}")

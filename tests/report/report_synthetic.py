@@ -98,7 +98,10 @@ def write_start(store, networks, seed: int = 0, *, num_train: int = 200, num_tes
         data[f"inputs.{which}.counts"], data[f"inputs.{which}.edges"] = counts, edges
     shapes = {f"{layer}.kernel": (16 if i == 0 else 8, 8 if i < 3 else 10) for i, layer in enumerate(WEIGHT_LAYERS)}
     shapes |= {f"{layer}.bias": (8 if i < 3 else 10,) for i, layer in enumerate(WEIGHT_LAYERS)}
-    shared = {name: (rng.normal(0, 0.3, shape) if name.endswith("kernel") else np.zeros(shape)) for name, shape in shapes.items()}
+    shared = {
+        name: (rng.normal(0, 0.3, shape) if name.endswith("kernel") else np.zeros(shape))
+        for name, shape in shapes.items()
+    }
     meta_networks, weights = {}, {}
     for index, network in enumerate(networks):
         values = dict(shared)
@@ -110,9 +113,16 @@ def write_start(store, networks, seed: int = 0, *, num_train: int = 200, num_tes
         meta_networks[network] = {}
         for name, value in values.items():
             meta_networks[network][name] = {
-                "layer": name.split(".")[0], "norm": ".norm_" in name, "shape": list(value.shape), "size": int(value.size),
-                "sha256": hashlib.sha256(np.float32(value).tobytes()).hexdigest(), "min": float(value.min()),
-                "max": float(value.max()), "mean": float(value.mean()), "std": float(value.std())}
+                "layer": name.split(".")[0],
+                "norm": ".norm_" in name,
+                "shape": list(value.shape),
+                "size": int(value.size),
+                "sha256": hashlib.sha256(np.float32(value).tobytes()).hexdigest(),
+                "min": float(value.min()),
+                "max": float(value.max()),
+                "mean": float(value.mean()),
+                "std": float(value.std()),
+            }
             low, high = (float(value.min()) - 0.5, float(value.max()) + 0.5)
             counts, edges = np.histogram(value, bins=12, range=(low, high))
             weights[f"{network}.{name}.counts"], weights[f"{name}.edges"] = counts, edges

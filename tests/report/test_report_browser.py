@@ -27,7 +27,9 @@ def _check_page(report, tmp_path):
         assert image["complete"] and image["width"] > 0, f"image did not load: {image}"
     assert len(result.videos) == html.count("<video ")
     for video in result.videos:
-        assert video["error"] is None and video["readyState"] >= 1 and video["width"] > 0, f"video did not load: {video}"
+        assert video["error"] is None and video["readyState"] >= 1 and video["width"] > 0, (
+            f"video did not load: {video}"
+        )
     assert result.errors == []
     assert screenshot.stat().st_size > 10_000
     return result
@@ -59,9 +61,25 @@ def test_a_missing_image_is_caught(tmp_path):
 
 
 ALL_FIGURES = (
-    "start_examples", "start_inputs", "start_weights", "loss_curves", "accuracy_curves", "activation_histograms", "activation_moments", "unit_moments",
-    "tracked_percentiles", "moment_drift", "tracked_gradient", "gradient_moments", "gradient_histograms", "ics",
-    "landscape", "predictiveness", "beta_smoothness", "divergence", "distance_from_init",
+    "start_examples",
+    "start_inputs",
+    "start_weights",
+    "loss_curves",
+    "accuracy_curves",
+    "activation_histograms",
+    "activation_moments",
+    "unit_moments",
+    "tracked_percentiles",
+    "moment_drift",
+    "tracked_gradient",
+    "gradient_moments",
+    "gradient_histograms",
+    "ics",
+    "landscape",
+    "predictiveness",
+    "beta_smoothness",
+    "divergence",
+    "distance_from_init",
 )
 
 
@@ -85,7 +103,9 @@ def test_report_of_a_real_tiny_run_opens_in_chromium(tmp_path):
     figures = [image["src"] for image in page.images if image["src"].startswith("figures/")]
     assert figures == [f"figures/{name}.png" for name in ALL_FIGURES]
     html = report.read_text(encoding="utf-8")
-    assert re.search(r'<video src="animations/activation_histograms\.mp4"|<img src="animations/activation_histograms\.gif"', html)
+    assert re.search(
+        r'<video src="animations/activation_histograms\.mp4"|<img src="animations/activation_histograms\.gif"', html
+    )
     # The runner's start views: the pair's kernels are bit-identical, and the findings come first.
     assert "4 of the 4 kernels have the same SHA-256 fingerprint in all of none, batch" in html
     assert html.index('id="findings"') < html.index('id="start"') < html.index('id="runs"')

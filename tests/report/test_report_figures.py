@@ -35,7 +35,7 @@ def test_drift_figure_plots_the_stored_layer_moments(pair_run):
     stored = load_run(pair_run).probe("activations", "batch")
     variance = stored[f"{synthetic.LAYERS[0]}.var"]
     axis = figure.axes[3 * len(synthetic.LAYERS)]  # row var(t) - var(0), first layer
-    line = next(l for l in axis.get_lines() if l.get_label() == "batch (BN)")
+    line = next(drawn for drawn in axis.get_lines() if drawn.get_label() == "batch (BN)")
     np.testing.assert_allclose(line.get_ydata(), variance - variance[0], rtol=1e-6)
 
 

@@ -110,12 +110,18 @@ def test_loss_speed_level_is_a_quarter_of_the_initial_loss(tmp_path):
 
 def test_an_accuracy_difference_within_its_error_is_unresolved_and_stated_last(tmp_path):
     # p ~ 0.98, n_test = 360: bound = 2 sqrt(2 * 0.98 * 0.02 / 360) = 2.09 pp
-    run = _run(tmp_path / "r", accuracy={"none": [0.1, 0.9, 0.97, 0.978, 0.978], "batch": [0.1, 0.95, 0.98, 0.983, 0.983]},
-               activations={"none": {"dense0": (0, 1, 1, 1)}, "batch": {"dense0": (0, 0, 1, 1)}})
+    run = _run(
+        tmp_path / "r",
+        accuracy={"none": [0.1, 0.9, 0.97, 0.978, 0.978], "batch": [0.1, 0.95, 0.98, 0.983, 0.983]},
+        activations={"none": {"dense0": (0, 1, 1, 1)}, "batch": {"dense0": (0, 0, 1, 1)}},
+    )
     items = findings(load_run(run))
     bound = 2 * math.sqrt(2 * 0.9805 * 0.0195 / 360)
     assert items[-1].topic == "accuracy" and items[-1].resolved is False
-    assert f"+0.50 pp; within twice the standard error of a difference on 360 test examples ({100 * bound:.2f} pp)" in items[-1].text
+    assert (
+        f"+0.50 pp; within twice the standard error of a difference on 360 test examples ({100 * bound:.2f} pp)"
+        in items[-1].text
+    )
     assert "not an accuracy difference this run can resolve" in items[-1].text
 
 

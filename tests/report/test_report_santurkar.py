@@ -39,7 +39,7 @@ def test_ics_figure_skips_the_first_layer_and_uses_log_l2(santurkar_run):
     assert f"{synthetic.WEIGHT_LAYERS[1]}: ||G - G'||_2" in titles
     assert figure.axes[0].get_yscale() == "log" and figure.axes[2].get_yscale() == "linear"
     stored = load_run(santurkar_run).probe("ics", "batch")
-    line = next(l for l in figure.axes[2].get_lines() if l.get_label() == "batch (BN)")
+    line = next(drawn for drawn in figure.axes[2].get_lines() if drawn.get_label() == "batch (BN)")
     np.testing.assert_allclose(line.get_ydata(), stored["cosine"][:, 1], rtol=1e-6)
 
 
@@ -59,7 +59,7 @@ def test_divergence_plots_ratio_against_absolute_step_sizes(santurkar_run):
     axis = figure.axes[0]
     assert axis.get_xscale() == "log" and axis.get_yscale() == "log"
     stored = load_run(santurkar_run).probe("divergence", "none")
-    first = next(l for l in axis.get_lines() if l.get_label() == "step 0")
+    first = next(drawn for drawn in axis.get_lines() if drawn.get_label() == "step 0")
     np.testing.assert_allclose(first.get_xdata(), stored["etas"][0], rtol=1e-6)
     np.testing.assert_allclose(first.get_ydata(), stored["ratio"][0], rtol=1e-6)
 

@@ -65,7 +65,9 @@ def test_histograms_read_back_with_the_stored_counts_and_edges(pair_run, exporte
             np.testing.assert_allclose(histogram.bucket_limit, edges[1:])
             assert histogram.num == counts.sum()
             filled = np.nonzero(counts)[0]
-            assert histogram.min == pytest.approx(edges[filled[0]]) and histogram.max == pytest.approx(edges[filled[-1] + 1])
+            assert histogram.min == pytest.approx(edges[filled[0]]) and histogram.max == pytest.approx(
+                edges[filled[-1] + 1]
+            )
 
 
 def test_reexport_replaces_the_events(pair_run, exported):

@@ -119,7 +119,9 @@ def test_kind_tells_training_from_evaluation_rows_and_final_metrics_read_them(ma
     assert run.evaluations("a")["step"].tolist() == [0, 2, 4]
     final = run.final_metrics()
     assert final["a"] == {"step": 4, "test_loss": 1.5, "test_accuracy": 0.5, "best_test_accuracy": 0.7}
-    assert final["b"]["step"] == 4 and math.isnan(final["b"]["test_accuracy"]) and "best_test_accuracy" not in final["b"]
+    assert (
+        final["b"]["step"] == 4 and math.isnan(final["b"]["test_accuracy"]) and "best_test_accuracy" not in final["b"]
+    )
     with pytest.raises(ValueError, match="kind"):
         make_store("other").append_metrics([{"step": 0, "network": "a", "kind": "test"}])
 

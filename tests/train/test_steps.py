@@ -40,7 +40,9 @@ def test_sgd_step_matches_a_plain_gradient_update(batch_norm):
         grad = state_at(grads, path)
         np.testing.assert_allclose(state_at(new_state.params, path), before - 0.1 * grad, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(state_at(outputs.grads, path), grad, rtol=1e-5, atol=1e-7)
-    assert float(outputs.loss) == pytest.approx(float(_reference_loss(TinyMLP(batch_norm=batch_norm, rngs=nnx.Rngs(0)), x, y)), rel=1e-6)
+    assert float(outputs.loss) == pytest.approx(
+        float(_reference_loss(TinyMLP(batch_norm=batch_norm, rngs=nnx.Rngs(0)), x, y)), rel=1e-6
+    )
 
 
 def test_batch_norm_running_stats_advance_and_activations_are_captured():

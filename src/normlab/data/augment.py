@@ -40,9 +40,9 @@ def augment_cifar(
         raise NormlabError(f"pad must be >= 0, got {pad}")
     count, height, width, _ = images.shape
     rng = np.random.default_rng((seed, step, _AUGMENT_STREAM))
-    row_offsets = rng.integers(0, 2 * pad + 1, size=count)
-    col_offsets = rng.integers(0, 2 * pad + 1, size=count)
-    flipped = rng.random(count) < 0.5 if flip else np.zeros(count, dtype=bool)
+    row_offsets = rng.integers(0, 2 * pad + 1, size=(count,))
+    col_offsets = rng.integers(0, 2 * pad + 1, size=(count,))
+    flipped = rng.random((count,)) < 0.5 if flip else np.zeros(count, dtype=bool)
 
     padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     rows = row_offsets[:, None] + np.arange(height)  # (N, H) rows of the padded image to keep

@@ -115,8 +115,9 @@ def read_batches(
                 name = member.name.removeprefix("./")
                 folder, _, base = name.rpartition("/")
                 if folder == MEMBER_FOLDER and base in wanted and member.isfile():
-                    payload = tar.extractfile(member).read()
-                    batches[base] = _decode_batch(payload, f"{archive}:{name}")
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None  # tarfile gives None only for members that are not files
+                    batches[base] = _decode_batch(extracted.read(), f"{archive}:{name}")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise NormlabError(f"cannot read CIFAR-10 archive {archive}: {error}") from None
     missing = sorted(wanted - batches.keys())

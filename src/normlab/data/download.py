@@ -115,7 +115,8 @@ def fetch_file(
 
 
 def _cannot_download_message(
-    dataset: str, file_name: str, url: str, cached: Path, was_cached: bool, error: Exception
+    dataset: str, file_name: str, url: str, cached: Path, was_cached: bool,
+    error: requests.exceptions.RequestException,
 ) -> str:
     """One line: which file, from where, why, and how to provide it another way."""
     if was_cached:

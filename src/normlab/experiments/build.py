@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import jax
 import numpy as np
@@ -55,7 +56,7 @@ def norm_options(config: Config, norm: str) -> dict:
 def build_network_model(config: Config, dataset: Dataset, norm: str) -> nnx.Module:
     """One network of the group; the same seed for every network (the pairing)."""
     rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1, noise=config.seed + 2)
-    options = dict(
+    options: dict[str, Any] = dict(
         input_shape=dataset.input_shape,
         num_classes=dataset.num_classes,
         norm=norm,

@@ -42,7 +42,12 @@ from normlab.experiments.start import write_start_views
 from normlab.probes import active_probes, at_steps, probe_meta, probe_setups
 from normlab.probes.budget import budget_schedules, measured_costs
 from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
-from normlab.train.compile_cache import CacheEvents, compile_cache_dir, configure_compile_cache
+from normlab.train.compile_cache import (
+    CacheEvents,
+    active_compile_cache_dir,
+    compile_cache_dir,
+    configure_compile_cache,
+)
 from normlab.train.compile_time import CompileTimer
 
 TRAIN_COLUMNS = ["loss", "accuracy", "lr"]  # kind "train": the step's batch, before its update
@@ -296,7 +301,12 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
 
     started = time.perf_counter()
     try:
-        with CompileTimer() as compile_timer, CacheEvents() as cache_events, _StopRequests() as stop, _Progress(total, names, quiet, start) as progress:
+        with (
+            CompileTimer() as compile_timer,
+            CacheEvents() as cache_events,
+            _StopRequests() as stop,
+            _Progress(total, names, quiet, start) as progress,
+        ):
             if start % eval_every == 0:  # step 0, or a resumed run whose checkpoint sits on an evaluation
                 run_evaluation(start)
                 store.flush()
@@ -330,7 +340,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
         store.flush()
         store.set_status(status, diverged=diverged, steps_done=step, train_seconds=time.perf_counter() - started,
                          compile_seconds=compile_timer.seconds, compilations=compile_timer.compilations,
-                         compile_cache=cache_events.summary(jax.config.jax_compilation_cache_dir))
+                         compile_cache=cache_events.summary(active_compile_cache_dir()))
     except KeyboardInterrupt:
         checkpointed = step
         try:
@@ -345,7 +355,9 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
         store.flush()
         store.set_status("failed", error=f"{type(error).__name__}: {error}", steps_done=step)
         raise
-    return RunResult(path=store.path, status=status, steps=step, diverged=dict(diverged), final=final_metrics(store.path))
+    return RunResult(
+        path=store.path, status=status, steps=step, diverged=dict(diverged), final=final_metrics(store.path)
+    )
 
 
 def _batch(config: Config, dataset: Dataset, batches: BatchIterator, step: int):

@@ -24,7 +24,9 @@ def metrics_table(run) -> list[str]:
     """Final (and best) train/test loss and accuracy of every network, one row each."""
     diverged = run.info.get("diverged", {}) or {}
     final = run.final_metrics(best=("test_accuracy",))
-    header = f"{'network':<14}{'train acc':>11}{'test acc':>11}{'best test':>11}{'train loss':>12}{'test loss':>11}  status"
+    header = (
+        f"{'network':<14}{'train acc':>11}{'test acc':>11}{'best test':>11}{'train loss':>12}{'test loss':>11}  status"
+    )
     lines = [header, "-" * len(header)]
     for name in run.config["networks"]:
         status = f"diverged at step {diverged[name]}" if name in diverged else "ok"
@@ -61,7 +63,7 @@ def probe_lines(run) -> list[str]:
             if value is not None:
                 values.append(f"{network} {_fmt(value)}")
         text = f"  {name}: {len(steps)} measurements, steps {int(steps[0])}..{int(steps[-1])}, BN mode {bn_mode}"
-        if values:
+        if headline is not None and values:
             text += f"; {headline.label}: " + ", ".join(values)
         lines.append(text)
     return lines

@@ -78,7 +78,7 @@ def _require_classes(model: str, num_classes: int) -> int:
 def _require_image(model: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(input_shape) != 3:
         raise NormlabError(f"{model} needs image inputs (H, W, C); got input_shape {input_shape}")
-    return input_shape  # type: ignore[return-value]
+    return input_shape
 
 
 def _dense_stack(prefix: str, widths) -> tuple[LayerSpec, ...]:

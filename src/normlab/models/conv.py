@@ -40,6 +40,7 @@ im2col for conv0-3 and conv8-9; at width 1/8 only conv8-9. LeNet's tiny convs st
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -70,17 +71,17 @@ def explicit_padding(padding: PaddingLike, kernel_hw: tuple[int, int]) -> Pads:
         if mode == "VALID":
             return ((0, 0), (0, 0))
         if mode == "SAME":
-            return tuple(  # type: ignore[return-value]
-                ((k - 1) // 2, (k - 1) - (k - 1) // 2) for k in kernel_hw
-            )
+            kh, kw = kernel_hw
+            return (((kh - 1) // 2, (kh - 1) - (kh - 1) // 2), ((kw - 1) // 2, (kw - 1) - (kw - 1) // 2))
         raise NormlabError(f"unknown padding {padding!r}; valid: SAME, VALID, an int, or pairs")
     if isinstance(padding, int):
         return ((padding, padding), (padding, padding))
-    items = tuple(padding)
+    items: tuple[Any, ...] = tuple(padding)  # ints or pairs, told apart below
     if len(items) == 2 and all(isinstance(p, int) for p in items):
         return ((items[0], items[0]), (items[1], items[1]))
     if len(items) == 2 and all(len(p) == 2 for p in items):
-        return tuple(tuple(int(v) for v in p) for p in items)  # type: ignore[return-value]
+        (top, bottom), (left, right) = items
+        return ((int(top), int(bottom)), (int(left), int(right)))
     raise NormlabError(f"bad padding {padding!r}; valid: SAME, VALID, an int, or pairs")
 
 
@@ -136,11 +137,11 @@ def conv2d_shifted(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
     x_pad = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     h_out = x_pad.shape[1] - kh + 1
     w_out = x_pad.shape[2] - kw + 1
-    y = None
+    y = jnp.dot(x_pad[:, 0:h_out, 0:w_out, :], kernel[0, 0])
     for i in range(kh):
         for j in range(kw):
-            term = jnp.dot(x_pad[:, i:i + h_out, j:j + w_out, :], kernel[i, j])
-            y = term if y is None else y + term
+            if i or j:
+                y = y + jnp.dot(x_pad[:, i:i + h_out, j:j + w_out, :], kernel[i, j])
     return y
 
 
@@ -155,7 +156,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding: PaddingLike = "SAME",
             f"conv2d needs x (N, H, W, C_in) and kernel (kh, kw, C_in, C_out); "
             f"got x {tuple(x.shape)} and kernel {tuple(kernel.shape)}"
         )
-    pads = explicit_padding(padding, tuple(kernel.shape[:2]))
+    pads = explicit_padding(padding, (kernel.shape[0], kernel.shape[1]))
     return CONV_FUNCTIONS[resolve_conv_path(path, x.shape, kernel.shape)](x, kernel, pads)
 
 

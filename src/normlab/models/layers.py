@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from normlab.errors import NormlabError, check_name
+from normlab.models.conv import Conv
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
@@ -86,7 +87,7 @@ class HiddenLayer(nnx.Module):
     nonlinearity, the value a model sows as its ``activations`` entry for this layer.
     """
 
-    def __init__(self, linear: nnx.Module, norm: nnx.Module, *, norm_name: str, activation: str,
+    def __init__(self, linear: Dense | Conv, norm: nnx.Module, *, norm_name: str, activation: str,
                  norm_position: str = "before_activation", dropout: nnx.Dropout | None = None,
                  pool: str | None = None):
         check_name("activation", activation, ACTIVATIONS)
@@ -144,7 +145,7 @@ class Network(nnx.Module):
         self.activation_names = tuple(activation_names)
 
     @property
-    def weight_layers(self) -> list[nnx.Module]:
+    def weight_layers(self) -> list[Dense | Conv]:
         """The modules holding a ``kernel`` Param, in forward order."""
         return [layer.linear for layer in self.hidden] + [self.head]
 

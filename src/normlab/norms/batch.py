@@ -80,8 +80,9 @@ class BatchNorm(nnx.Module):
         self.var = nnx.BatchStat(_ones(c))
 
     def _init_affine(self, c: int) -> None:
-        self.scale = nnx.Param(_ones(c))
-        self.bias = nnx.Param(_zeros(c))
+        # Variables, not Params: subclasses hold one of them fixed as a FrozenParam.
+        self.scale: nnx.Variable[jax.Array] = nnx.Param(_ones(c))
+        self.bias: nnx.Variable[jax.Array] = nnx.Param(_zeros(c))
 
     def _gamma_beta(self) -> tuple[jax.Array | None, jax.Array | None]:
         return self.scale[...], self.bias[...]

@@ -7,6 +7,8 @@ only in one string.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flax import nnx
 
 from normlab.norms import batch, per_sample, research
@@ -40,7 +42,7 @@ def norm_names() -> list[str]:
     return list(NORMS)
 
 
-def norm_class(name: str) -> type[nnx.Module]:
+def norm_class(name: str) -> Callable[..., nnx.Module]:
     """The module class behind a norm name (raises ``UnknownNameError`` listing valid names)."""
     return NORMS_REGISTRY.factory(name)
 

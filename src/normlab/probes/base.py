@@ -65,9 +65,15 @@ class ProbeContext(NamedTuple):
 
 @runtime_checkable
 class Probe(Protocol):
-    name: str
-    schedule: Schedule
-    bn_mode: str
+    # Read-only members: probes are frozen dataclasses.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def schedule(self) -> Schedule: ...
+
+    @property
+    def bn_mode(self) -> str: ...
 
     def meta(self, spec: NetworkSpec) -> dict: ...
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import jax
 import jax.numpy as jnp
 
 from normlab.probes.base import Headline, Output, ProbeContext, Schedule, every
@@ -41,7 +42,8 @@ class DistanceProbe:
         }
 
     def measure(self, ctx: ProbeContext) -> dict:
-        result, total = {}, 0.0
+        result: dict[str, jax.Array] = {}
+        total: jax.Array | float = 0.0
         for name, path in zip(ctx.spec.weight_layer_names, ctx.spec.kernel_paths):
             delta = state_at(ctx.state.params, path) - state_at(ctx.setup[self.name], path)
             squared = jnp.sum(jnp.square(delta))

@@ -229,13 +229,13 @@ def measure_ics(spec: NetworkSpec, state: NetworkState, x, y, grads, *, bn_mode:
         cosine.append(_cosine(g.reshape(-1), g_shifted.reshape(-1)))
         norms.append(jnp.linalg.norm(g))
         shifted_norms.append(jnp.linalg.norm(g_shifted))
-    cosine = jnp.stack(cosine)
+    cosines = jnp.stack(cosine)
     return {
         "l2": jnp.stack(l2),
-        "cosine": cosine,
+        "cosine": cosines,
         "grad_norm": jnp.stack(norms),
         "shifted_grad_norm": jnp.stack(shifted_norms),
-        "cosine_mean": jnp.mean(cosine[1:]) if len(kernel_indices) > 1 else cosine[0],
+        "cosine_mean": jnp.mean(cosines[1:]) if len(kernel_indices) > 1 else cosines[0],
     }
 
 

@@ -22,8 +22,9 @@ learning rate of the step and ``m`` K multipliers spread over ``[low, high]`` (d
 Divergence uses absolute step sizes on a log grid (default 9 over 1e-5..1e-1, two per decade).
 
 Sharing: landscape, predictiveness and beta_smoothness with the same grid read one shared piece
-``"gradient_walk"`` (``ctx.piece``, :mod:`normlab.probes.shared`): K forward+backward passes for the three together, what predictiveness
-alone costs; landscape or divergence alone cost K forward passes (XLA drops the unused backward).
+``"gradient_walk"`` (``ctx.piece``, :mod:`normlab.probes.shared`): K forward+backward passes for the
+three together, what predictiveness alone costs; landscape or divergence alone cost K forward passes
+(XLA drops the unused backward).
 ``batching`` lays the K points out as "unrolled" (a Python loop in the jit: the default for conv
 nets, where vmapped weight variants become slow grouped convolutions on CPU and ``lax.map``
 bodies run slowly), "map" (``lax.map``: the default when every parameter is at most 2-D) or

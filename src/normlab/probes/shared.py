@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from functools import partial
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,7 @@ class SharedPieces:
         if (name, key) not in self._values:
             self._values[(name, key)] = compute()
             self.computed[name] = self.computed.get(name, 0) + 1
-        return self._values[(name, key)]
+        return cast(T, self._values[(name, key)])  # stored by ``compute`` for this same (name, key)
 
 
 @partial(jax.jit, static_argnames="train")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
-from matplotlib.animation import FFMpegWriter, FuncAnimation, PillowWriter
+from matplotlib.animation import AbstractMovieWriter, FFMpegWriter, FuncAnimation, PillowWriter
+from matplotlib.legend import Legend
 
 from normlab.report.series import (
     Series,
@@ -72,7 +74,7 @@ class HistogramAnimation:
         hide_unused(axes, len(layers))
         self.axes = list(axes.flat)[: len(layers)]
         self.patches: dict[tuple[int, int], tuple] = {}
-        self.legends = []
+        self.legends: list[Legend | None] = []
         for panel, layer in enumerate(layers):
             self._set_up_panel(panel, layer)
         figure_legend(self.figure, series, several)
@@ -136,24 +138,24 @@ def write_histogram_animation(series: list[Series], layers: list[str], stem: Pat
     ffmpeg = ffmpeg_executable() if video is not False else None
     if video and ffmpeg is None:
         raise RuntimeError("MP4 requested but imageio-ffmpeg is not installed")
+    writer: AbstractMovieWriter
     if ffmpeg is not None:
         path = stem.with_suffix(".mp4")
-        writer = _mp4_writer(ffmpeg)
+        writer = _mp4_writer()
     else:
         path = stem.with_suffix(".gif")
         writer = PillowWriter(fps=FRAMES_PER_SECOND)
     path.parent.mkdir(parents=True, exist_ok=True)
-    player.save(str(path), writer=writer)
+    # matplotlib looks for `ffmpeg` on PATH unless told; imageio-ffmpeg's binary is not on it.
+    with matplotlib.rc_context({"animation.ffmpeg_path": ffmpeg} if ffmpeg is not None else {}):
+        player.save(str(path), writer=writer)
     return path
 
 
-def _mp4_writer(ffmpeg: str) -> FFMpegWriter:
+def _mp4_writer() -> FFMpegWriter:
     """H.264 in yuv420p with even frame sizes and the index up front: what browsers play."""
-    writer = FFMpegWriter(
+    return FFMpegWriter(
         fps=FRAMES_PER_SECOND,
         codec="h264",
         extra_args=["-pix_fmt", "yuv420p", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-movflags", "+faststart"],
     )
-    # matplotlib looks for `ffmpeg` on PATH unless told; imageio-ffmpeg's binary is not on it.
-    writer.bin_path = lambda: ffmpeg
-    return writer

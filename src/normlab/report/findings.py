@@ -283,8 +283,9 @@ def speed_findings(runs: list[Run]) -> list[Finding]:
     networks = [n for n in _networks(runs) if n not in _diverged(runs)]
     findings = []
     best = [final_and_best_accuracy(r, n) for r in runs for n in networks]
-    if networks and all(b is not None for b in best):
-        reached = [level for level in ACCURACY_LEVELS if all(b[1] >= level for b in best)]
+    known = [b for b in best if b is not None]
+    if networks and len(known) == len(best):
+        reached = [level for level in ACCURACY_LEVELS if all(b[1] >= level for b in known)]
         if reached:
             level = reached[-1]
             steps = {n: [first_step_at_accuracy(r, n, level) for r in runs] for n in networks}
@@ -329,8 +330,9 @@ def _loss_speed(runs: list[Run], networks: list[str]) -> Finding | None:
 def activation_findings(runs: list[Run]) -> list[Finding]:
     findings = []
     for network in _networks(runs):
-        per_run = [activation_drift(r, network) for r in runs]
-        if any(d is None for d in per_run):
+        measured = [activation_drift(r, network) for r in runs]
+        per_run = [d for d in measured if d is not None]
+        if len(per_run) < len(measured):
             continue
         layers = [d["layer"] for d in per_run[0]]
         moved = sum(drifted(d) for d in per_run)
@@ -344,7 +346,11 @@ def activation_findings(runs: list[Run]) -> list[Finding]:
             else:
                 described.append(f"{layer} mean moved {_stat([r['shift'] for r in rows], _num)} start-stds, "
                                  f"std x{_stat([r['ratio'] for r in rows], _num)}")
-        verdict = "drifted" if moved == len(runs) else ("stayed put" if moved == 0 else f"drifted in {moved} of {len(runs)} runs")
+        verdict = (
+            "drifted"
+            if moved == len(runs)
+            else ("stayed put" if moved == 0 else f"drifted in {moved} of {len(runs)} runs")
+        )
         rule = f"mean moved > {MEAN_DRIFT:g} start-stds or std changed > x{STD_DRIFT:g} in some layer"
         if verdict == "stayed put":
             rule = f"every layer's mean within {MEAN_DRIFT:g} start-stds and std within x{STD_DRIFT:g}"
@@ -367,14 +373,15 @@ def gradient_findings(runs: list[Run]) -> list[Finding]:
     present = [n for n in networks if all(s is not None for s in spreads[n])]
     if not present:
         return []
-    first = spreads[present[0]][0]
+    measured = {n: [s for s in spreads[n] if s is not None] for n in present}
+    first = measured[present[0]][0]
     parts = []
     for network in present:
-        tracked = [s["tracked"] for s in spreads[network]]
+        tracked = [s["tracked"] for s in measured[network]]
         parts.append(f"{network} {_stat(tracked, _num)}" + _ratio_text(network, networks[0], tracked, spreads))
     text = (f"Gradient of the tracked weight ({first['layer']} kernel entry {first['index']}), spread (std over "
             f"{first['n']} measurements): " + "; ".join(parts) + ". Median gradient std of that layer's kernel: "
-            + ", ".join(f"{n} {_stat([s['layer_std'] for s in spreads[n]], _num)}" for n in present) + ".")
+            + ", ".join(f"{n} {_stat([s['layer_std'] for s in measured[n]], _num)}" for n in present) + ".")
     short = f"Tracked gradient ({first['layer']}[{first['index']}]) spread over steps: " + "; ".join(parts) + "."
     return [Finding("gradients", text, "tracked_gradient", short=short)]
 

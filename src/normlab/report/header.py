@@ -34,7 +34,9 @@ def changed_settings(report_run: ReportRun) -> dict | None:
 
 def settings_line(config: dict, keys) -> str:
     """``key=value`` for the ``keys`` present in ``config`` (empty and default-ish values kept)."""
-    return ", ".join(f"{key}={format_value(config[key])}" for key in keys if key in config and config[key] not in ("", None))
+    return ", ".join(
+        f"{key}={format_value(config[key])}" for key in keys if key in config and config[key] not in ("", None)
+    )
 
 
 def networks_line(report_run: ReportRun) -> str:
@@ -147,7 +149,10 @@ def header_rows(report_run: ReportRun) -> list[tuple[str, str]]:
         ("seeds", seeds_line(report_run)),
         ("status", status_line(report_run)),
         ("steps", steps_line(report_run)),
-        ("started / ended", f"{report_run.run.info.get('start_time', '?')} / {report_run.run.info.get('end_time', '-')}"),
+        (
+            "started / ended",
+            f"{report_run.run.info.get('start_time', '?')} / {report_run.run.info.get('end_time', '-')}",
+        ),
         ("duration", duration_line(report_run)),
     ]
 

@@ -52,8 +52,10 @@ ul.findings li { margin: .25rem 0; }
 """
 
 REFERENCES = [
-    ("BN15", "Ioffe & Szegedy, Batch normalization: accelerating deep network training by reducing internal covariate shift, ICML 2015 (arXiv 1502.03167)."),
-    ("S18", "Santurkar, Tsipras, Ilyas & Madry, How does batch normalization help optimization?, NeurIPS 2018 (arXiv 1805.11604)."),
+    ("BN15", "Ioffe & Szegedy, Batch normalization: accelerating deep network training by reducing internal "
+             "covariate shift, ICML 2015 (arXiv 1502.03167)."),
+    ("S18", "Santurkar, Tsipras, Ilyas & Madry, How does batch normalization help optimization?, NeurIPS 2018 "
+            "(arXiv 1805.11604)."),
     ("B18", "Bjorck, Gomes, Selman & Weinberger, Understanding batch normalization, NeurIPS 2018 (arXiv 1806.02375)."),
     ("d2l", "Zhang, Lipton, Li & Smola, Dive into Deep Learning, section Batch Normalization and its exercises."),
     ("seed notebooks", "'How does batch normalization work?' Part 1 (MLP on MNIST) and Part 2 (VGG on CIFAR-10)."),
@@ -126,7 +128,11 @@ def _title(runset: RunSet) -> str:
         return "Sweep " + ", ".join(s.label for s in runset.sweeps)
     if len(runset.runs) == 1:
         return f"Run {runset.runs[0].label}"
-    return f"{len(runset.runs)} runs: " + ", ".join(r.label for r in runset.runs[:4]) + (" ..." if len(runset.runs) > 4 else "")
+    return (
+        f"{len(runset.runs)} runs: "
+        + ", ".join(r.label for r in runset.runs[:4])
+        + (" ..." if len(runset.runs) > 4 else "")
+    )
 
 
 def _numbered(sections: list[RenderedSection]):
@@ -219,6 +225,7 @@ def _section_html(rendered: RenderedSection, first_number: int) -> str:
             parts.append(_figure_html(item, number))
             number += 1
         elif item.kind == "table":
+            assert item.table is not None  # a table item always carries its table
             parts.append(_table_html(item.table))
         else:
             parts.append(f'<p class="note failed">{escape(item.title)}: {escape(item.caption)}</p>')

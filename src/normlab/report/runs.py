@@ -78,7 +78,9 @@ class RunSet:
         from_sweeps = [r for r in self.runs if r.sweep is not None and _is_first_replicate(r, self.runs)]
         room = limit - len(direct)
         if room > 0 and from_sweeps:
-            positions = np.unique(np.round(np.linspace(0, len(from_sweeps) - 1, min(room, len(from_sweeps)))).astype(int))
+            positions = np.unique(
+                np.round(np.linspace(0, len(from_sweeps) - 1, min(room, len(from_sweeps)))).astype(int)
+            )
             direct += [from_sweeps[i] for i in positions]
         chosen = sorted(direct, key=lambda r: r.index)
         note = (f"The figures of this section show {len(chosen)} of the {len(self.runs)} runs "

@@ -98,7 +98,7 @@ def _restored_leaf(arrays: dict, key: str, target_leaf, source: Path):
         raise NormlabError(f"checkpoint {source} has no array {key}; was it saved from another model?")
     value = np.array(arrays[key])  # msgpack gives read-only views of its buffer
     if _is_prng_key(target_leaf):
-        return jax.random.wrap_key_data(value, impl=jax.random.key_impl(target_leaf))
+        return jax.random.wrap_key_data(jax.numpy.asarray(value), impl=jax.random.key_impl(target_leaf))
     expected_shape = np.shape(target_leaf)
     if value.shape != expected_shape:
         raise NormlabError(f"checkpoint {source}: {key} has shape {value.shape}, the target {expected_shape}")

@@ -69,7 +69,7 @@ def replacing(path: Path) -> Iterator[Path]:
     fsync_directory(path.parent)
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a temporary binary file, then atomically replace ``path`` by it."""
     with replacing(path) as tmp, open(tmp, "xb") as file:
         write(file)

@@ -50,7 +50,11 @@ class ProbeBuffer:
 
 def _valid_name(key) -> bool:
     """Dotted identifiers: safe as npz member names (no '/', which would make zip folders)."""
-    return isinstance(key, str) and key != STEP_KEY and all(part.isidentifier() or part.isdigit() for part in key.split("."))
+    return (
+        isinstance(key, str)
+        and key != STEP_KEY
+        and all(part.isidentifier() or part.isdigit() for part in key.split("."))
+    )
 
 
 def as_arrays(arrays: dict) -> dict[str, np.ndarray]:

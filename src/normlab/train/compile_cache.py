@@ -48,6 +48,12 @@ def compile_cache_dir(environ=None) -> Path | None:
     return Path(pooch.os_cache("normlab")) / "jax-cache"
 
 
+def active_compile_cache_dir() -> str | None:
+    """The directory JAX's persistent compilation cache uses now (None: off)."""
+    # jax.config declares its flags as attributes only at runtime (untyped); read this one by name.
+    return jax.config.values["jax_compilation_cache_dir"]
+
+
 def configure_compile_cache(directory: Path | None) -> Path | None:
     """Point JAX's persistent cache at ``directory`` (None: off) for the rest of the process.
 
@@ -56,7 +62,7 @@ def configure_compile_cache(directory: Path | None) -> Path | None:
     it get the new one). Returns the directory in use.
     """
     wanted = None if directory is None else str(directory)
-    if jax.config.jax_compilation_cache_dir != wanted:
+    if active_compile_cache_dir() != wanted:
         compilation_cache.set_cache_dir(wanted)
         compilation_cache.reset_cache()
     if wanted is not None:
@@ -81,7 +87,7 @@ class CacheEvents:
         elif event == REQUEST_EVENT:
             self.requests += 1
 
-    def summary(self, directory: Path | None) -> dict:
+    def summary(self, directory: str | Path | None) -> dict:
         """What ``run.json`` records under ``compile_cache`` (JAX computes cache keys, and so
         reports requests, even with no cache directory: those are not misses)."""
         if directory is None:

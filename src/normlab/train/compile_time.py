@@ -22,9 +22,9 @@ class CompileTimer:
         self.seconds = 0.0
         self.compilations = 0
 
-    def _listen(self, event: str, duration: float, **_kwargs) -> None:
+    def _listen(self, event: str, duration_secs: float, **_kwargs: str | int) -> None:
         if event in COMPILE_EVENTS:
-            self.seconds += duration
+            self.seconds += duration_secs
             if event == COMPILE_EVENTS[-1]:
                 self.compilations += 1
 

@@ -96,7 +96,8 @@ def make_network(
 ) -> tuple[NetworkSpec, NetworkState]:
     """Split ``model`` once into its static ``NetworkSpec`` and a fresh ``NetworkState``."""
     paths = kernel_paths(model)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    # flax types a split by filters as a variadic tuple; two filters give exactly three parts.
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
     spec = NetworkSpec(
         name=name,
         graphdef=graphdef,

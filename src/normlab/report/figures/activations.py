@@ -174,7 +174,8 @@ def _tracked_name(series: list[Series], network: str) -> str:
 
 def plot_unit_moments(runset: RunSet) -> Plot | None:
     """Per-unit mean and std over training: median over units and the 10-90% band across units."""
-    series = [s for s in activation_series(runset) if any(layer_array(s.arrays, l, "unit_mean") is not None for l in s.layers)]
+    series = [s for s in activation_series(runset)
+              if any(layer_array(s.arrays, layer, "unit_mean") is not None for layer in s.layers)]
     if not series:
         return None
     layers, every_layer = shown_layers(series)

@@ -31,19 +31,25 @@ def gradient_series(runset: RunSet) -> list[Series]:
 
 def plot_tracked_gradient(runset: RunSet) -> Plot | None:
     """The gradient of the one tracked kernel entry over steps, networks overlaid."""
-    series = [s for s in gradient_series(runset) if np.ndim(s.arrays.get("tracked")) == 1]
+    series = [s for s in gradient_series(runset) if "tracked" in s.arrays and np.ndim(s.arrays["tracked"]) == 1]
     if not series:
         return None
     figure, axes = new_figure(1, 1, height=3.0)
     axis = axes[0, 0]
     for s in series:
-        axis.plot(s.steps, finite(s.arrays["tracked"]), linewidth=1.2, alpha=0.9, label=s.label(runset.several), **s.style())
+        axis.plot(
+            s.steps, finite(s.arrays["tracked"]), linewidth=1.2, alpha=0.9, label=s.label(runset.several), **s.style()
+        )
     axis.axhline(0.0, color="black", linewidth=0.6)
     axis.set_xlabel("step")
     axis.set_ylabel("gradient")
     shared_legend(figure)
     meta = series[0].meta
-    where = f"entry {meta.get('tracked_index', 0)} (flat index) of {meta['tracked_layer']}'s kernel" if meta.get("tracked_layer") else "one kernel entry"
+    where = (
+        f"entry {meta.get('tracked_index', 0)} (flat index) of {meta['tracked_layer']}'s kernel"
+        if meta.get("tracked_layer")
+        else "one kernel entry"
+    )
     caption = (
         f"The gradient of the training loss with respect to a single weight, {where}, at every probe "
         "step (train mode, the gradient the optimizer used). The seed notebook (Part 1, 'Gradient "

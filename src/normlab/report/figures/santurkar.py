@@ -57,13 +57,13 @@ def _relative_l2(series: Series, layer: str):
 
 def plot_ics(runset: RunSet) -> Plot | None:
     """Per layer: ||G - G'|| (log), ||G - G'|| / ||G|| (log) and cos(G, G') over steps."""
-    series = [s for s in probe_series(runset, "ics") if np.ndim(s.arrays.get("l2")) == 2]
+    series = [s for s in probe_series(runset, "ics") if "l2" in s.arrays and np.ndim(s.arrays["l2"]) == 2]
     if not series:
         return None
     layers, every_layer = ics_layers(series)
-    columns = [("||G - G'||_2", lambda s, l: _ics_column(s, l, "l2"), "log"),
+    columns = [("||G - G'||_2", lambda s, layer: _ics_column(s, layer, "l2"), "log"),
                ("||G - G'||_2 / ||G||_2", _relative_l2, "log"),
-               ("cos(G, G')", lambda s, l: _ics_column(s, l, "cosine"), "linear")]
+               ("cos(G, G')", lambda s, layer: _ics_column(s, layer, "cosine"), "linear")]
     figure, axes = new_figure(len(layers), len(columns), height=2.1, sharex=True)
     for row, layer in enumerate(layers):
         for column, (name, values_of, scale) in enumerate(columns):
@@ -112,7 +112,7 @@ def band(series: Series, keys=("loss", "distance")):
     """(min, max) over step sizes at every measurement: the probe's ``min``/``max`` if stored, else
     from its (steps, step sizes) array (``loss`` for landscape, ``distance`` for predictiveness)."""
     arrays = series.arrays
-    if np.ndim(arrays.get("min")) == 1 and np.ndim(arrays.get("max")) == 1:
+    if "min" in arrays and "max" in arrays and np.ndim(arrays["min"]) == 1 and np.ndim(arrays["max"]) == 1:
         return finite(arrays["min"]), finite(arrays["max"])
     for key in keys:
         values = arrays.get(key)
@@ -200,7 +200,9 @@ def plot_beta_smoothness(runset: RunSet) -> Plot | None:
     axis = axes[0, 0]
     for s in series:
         values = _beta(s)
-        axis.plot(s.steps, np.where(values > 0, values, np.nan), linewidth=1.3, label=s.label(runset.several), **s.style())
+        axis.plot(
+            s.steps, np.where(values > 0, values, np.nan), linewidth=1.3, label=s.label(runset.several), **s.style()
+        )
     axis.set_yscale("log")
     axis.set_xlabel("step")
     axis.set_ylabel("max ||dg|| / ||eta g||")

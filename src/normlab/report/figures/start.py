@@ -36,7 +36,9 @@ def plot_examples(meta: dict, data: dict) -> Plot | None:
         return None
     figure, axes = new_figure(1, len(images), height=1.4)
     for axis, image, label in zip(axes[0], images, labels):
-        axis.imshow(image[..., 0] if image.shape[-1] == 1 else _to_unit(image), cmap="gray_r" if image.shape[-1] == 1 else None)
+        axis.imshow(
+            image[..., 0] if image.shape[-1] == 1 else _to_unit(image), cmap="gray_r" if image.shape[-1] == 1 else None
+        )
         axis.set_title(f"label {int(label)}", fontsize=9)
         axis.set_xticks([])
         axis.set_yticks([])
@@ -81,7 +83,8 @@ def plot_inputs(meta: dict, data: dict) -> Plot | None:
 def shared_parameters(networks: dict) -> tuple[list[str], list[str]]:
     """(names identical in every network, names that differ or exist in only some), non-norm first."""
     names = list(dict.fromkeys(name for params in networks.values() for name in params))
-    identical, other = [], []
+    identical: list[str] = []
+    other: list[str] = []
     for name in names:
         holders = [params[name] for params in networks.values() if name in params]
         same = len(holders) == len(networks) and len({h["sha256"] for h in holders}) == 1
@@ -118,10 +121,13 @@ def plot_initial_weights(meta: dict, weights: dict) -> Plot | None:
             axis.text(0.02, 0.95, "identical in\nevery network", transform=axis.transAxes, fontsize=7, va="top")
     hide_unused(axes, len(drawn))
     names = list(networks)
-    caption = (f"Initial (step-0) values of every weight layer's kernel, with the number of values. "
-               f"{sum(n in identical for n in drawn)} of the {len(drawn)} kernels have the same SHA-256 fingerprint in all of {', '.join(names)}: "
-               "drawn once, they are identical - the networks start from the same weights and differ only by "
-               "the norm (seed notebook Part 1: 'both models have identical weights before training').")
+    caption = (
+        f"Initial (step-0) values of every weight layer's kernel, with the number of values. "
+        f"{sum(n in identical for n in drawn)} of the {len(drawn)} kernels have the same SHA-256 fingerprint "
+        f"in all of {', '.join(names)}: "
+        "drawn once, they are identical - the networks start from the same weights and differ only by "
+        "the norm (seed notebook Part 1: 'both models have identical weights before training')."
+    )
     if any(n not in identical for n in drawn):
         caption += " Kernels that differ between the networks are overlaid per network."
     if biases:

@@ -133,7 +133,9 @@ def plot_sweep(curves: list[SweepCurves]) -> Plot:
     figure, axes = new_figure(1, 1, height=3.8, width=8.0)
     axis = axes[0, 0]
     for index, c in enumerate(curves):
-        for (group, network), points in sorted(c.points.items(), key=lambda item: (item[0][0], _network_order(c, item[0][1]))):
+        for (group, network), points in sorted(
+            c.points.items(), key=lambda item: (item[0][0], _network_order(c, item[0][1]))
+        ):
             _draw_curve(axis, c, index, group, network, points, position, several=len(curves) > 1,
                         lift=_network_order(c, network))
     key, metric = curves[0].x_key, curves[0].metric
@@ -208,10 +210,17 @@ def sweep_table(curves: list[SweepCurves]) -> Table:
             for x in sorted(points, key=_sort_key):
                 point = points[x]
                 value = f"{point.mean:.4f} ± {point.std:.4f}" if point.values else "-"
-                rows.append([c.sweep.label, group or "-", format_value(x), network, value, str(point.n), str(point.diverged)])
+                rows.append(
+                    [c.sweep.label, group or "-", format_value(x), network, value, str(point.n), str(point.diverged)]
+                )
     header = ["sweep", "other settings", curves[0].x_key or "setting", "network",
               f"final {curves[0].metric.replace('_', ' ')} (mean ± std)", "n", "diverged"]
-    return Table("Sweep points", header, rows, "Every point of the sweep curves; std is over the replicates that did not diverge.")
+    return Table(
+        "Sweep points",
+        header,
+        rows,
+        "Every point of the sweep curves; std is over the replicates that did not diverge.",
+    )
 
 
 def sweep_section(runset: RunSet) -> Section:
