@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench mutation clean
+.PHONY: run lint test bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/normlab run
 
-test: $(VENV)/.installed-test
+# Lint first (seconds), so a style or type error fails before the minutes of tests. The rules and
+# the checked paths are in pyproject.toml ([tool.ruff], [tool.mypy]).
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 $(VENV)/.installed-mutation: pyproject.toml | $(BIN)/python
