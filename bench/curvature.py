@@ -28,13 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from probes import batch, network, setting  # noqa: E402
 from timing import interleaved_medians, print_table  # noqa: E402
 
 from normlab.probes import ProbeContext, SharedPieces  # noqa: E402
 from normlab.probes.curvature import HessianTopProbe, flat_hvp  # noqa: E402
 from normlab.probes.shared import mode_loss  # noqa: E402
 from normlab.train import gradient, train_step  # noqa: E402
+from probes import batch, network, setting  # noqa: E402
 
 
 def naive_lanczos(hvp, v0: np.ndarray, m: int) -> float:

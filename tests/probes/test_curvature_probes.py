@@ -244,8 +244,9 @@ def test_probes_match_the_dense_hessian(measured, kind, batch_norm, mode, per_la
     # gradient concentration against the dense top eigenvectors (top 3 are simple here)
     assert np.all(np.diff(eigenvalues[::-1][:4]) < -1e-6 * eigenvalues.max())
     projections = (eigenvectors[:, ::-1][:, :3].T @ gradient) ** 2
-    np.testing.assert_allclose(result["gradient_concentration"]["fraction"], np.cumsum(projections) / (gradient @ gradient),
-                               rtol=RTOL)
+    np.testing.assert_allclose(
+        result["gradient_concentration"]["fraction"], np.cumsum(projections) / (gradient @ gradient), rtol=RTOL
+    )
 
     # SLQ at m = n: every node with weight is an eigenvalue; both starts resolve the top one
     density = result["hessian_density"]

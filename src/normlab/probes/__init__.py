@@ -55,7 +55,8 @@ PROBES_REGISTRY: Registry[Probe] = Registry("probe", {
     "divergence": (DivergenceProbe, "relative loss L(theta - eta g) / L(theta) on a log grid of step sizes (B18)"),
     "hessian_top": (HessianTopProbe, "k largest Hessian eigenvalues by Lanczos (or power iteration) with Ritz "
                     "residuals; sharpness vs 2/lr (C21)"),
-    "hessian_trace": (HessianTraceProbe, "Hessian trace by Hutchinson with Rademacher vectors, with its standard error"),
+    "hessian_trace": (HessianTraceProbe, "Hessian trace by Hutchinson with Rademacher vectors, with its standard "
+                      "error"),
     "hessian_density": (HessianDensityProbe, "Hessian spectral density by stochastic Lanczos quadrature: Ritz values "
                         "and weights (G19)"),
     "gradient_concentration": (GradientConcentrationProbe, "fraction of ||g||^2 in the span of the top-k Hessian "

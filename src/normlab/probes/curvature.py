@@ -34,8 +34,9 @@ rerun draws the same vectors at the same step, and the networks of a group share
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -116,6 +117,18 @@ class Curvature(NamedTuple):
     theta: jax.Array
     run: la.LanczosRun | None
     gradient: jax.Array | None
+
+    def lanczos_run(self) -> la.LanczosRun:
+        """The shared run; a probe that reads it asked for it (``need_run=True``, the default)."""
+        if self.run is None:
+            raise ValueError("this Curvature has no Lanczos run: build it with need_run=True")
+        return self.run
+
+    def loss_gradient(self) -> jax.Array:
+        """The flattened gradient; a probe that reads it asked for it (``need_gradient=True``)."""
+        if self.gradient is None:
+            raise ValueError("this Curvature has no gradient: build it with need_gradient=True")
+        return self.gradient
 
 
 def _steps(m: int, n: int) -> int:
@@ -229,17 +242,24 @@ class HessianTopProbe(_CurvatureProbe):
             raise ValueError(f"k must be >= 1; got {self.k}")
 
     def meta(self, spec: NetworkSpec) -> dict:
-        return self._meta(spec, k=self.k, method=self.method, power_iterations=self.power_iterations,
-                          per_layer=self.per_layer, formula="top-k eigenvalues of H = d^2 L / d theta^2 (Lanczos, full reorthogonalization)",
-                          paper="C21 Fig. 1 (sharpness vs 2/lr); G19 Fig. 2 (outliers)")
+        return self._meta(
+            spec,
+            k=self.k,
+            method=self.method,
+            power_iterations=self.power_iterations,
+            per_layer=self.per_layer,
+            formula="top-k eigenvalues of H = d^2 L / d theta^2 (Lanczos, full reorthogonalization)",
+            paper="C21 Fig. 1 (sharpness vs 2/lr); G19 Fig. 2 (outliers)",
+        )
 
     def measure(self, ctx: ProbeContext) -> dict:
         curvature = self.curvature(ctx, need_run=self.method == "lanczos")
         n = curvature.theta.shape[0]
         if self.method == "lanczos":
-            k = min(self.k, curvature.run.alphas.shape[0])
-            values, residuals, _vectors = la.top_ritz(curvature.run, k)
-            smallest = la.ritz_pairs(curvature.run).values[0]
+            run = curvature.lanczos_run()
+            k = min(self.k, run.alphas.shape[0])
+            values, residuals, _vectors = la.top_ritz(run, k)
+            smallest = la.ritz_pairs(run).values[0]
         else:
             v0 = jax.random.normal(probe_key(self.seed, ctx.step, _LANCZOS_START), (n,), curvature.theta.dtype)
             values, residuals, _vectors = la.power_iteration(curvature.hvp, v0, min(self.k, n), self.power_iterations)
@@ -287,8 +307,13 @@ class HessianTraceProbe(_CurvatureProbe):
             raise ValueError(f"vectors must be >= 1; got {self.vectors}")
 
     def meta(self, spec: NetworkSpec) -> dict:
-        return self._meta(spec, vectors=self.vectors, per_layer=self.per_layer, formula="tr(H) ~ mean_j z_j^T H z_j, z_j Rademacher; stderr = std / sqrt(V)",
-                          paper="G19 Sec. 2 / PyHessian trace (Yao et al. 2020)")
+        return self._meta(
+            spec,
+            vectors=self.vectors,
+            per_layer=self.per_layer,
+            formula="tr(H) ~ mean_j z_j^T H z_j, z_j Rademacher; stderr = std / sqrt(V)",
+            paper="G19 Sec. 2 / PyHessian trace (Yao et al. 2020)",
+        )
 
     def measure(self, ctx: ProbeContext) -> dict:
         curvature = self.curvature(ctx, need_run=False)
@@ -340,13 +365,17 @@ class HessianDensityProbe(_CurvatureProbe):
             raise ValueError(f"starts must be >= 1; got {self.starts}")
 
     def meta(self, spec: NetworkSpec) -> dict:
-        return self._meta(spec, starts=self.starts, formula="phi(t) = (1/n_v) sum_l sum_i w_li g_sigma(t - theta_li), w_li = s_1i^2",
-                          paper="G19 Sec. 2 Eq. 5, Fig. 1-5 (density over training, log scale)")
+        return self._meta(
+            spec,
+            starts=self.starts,
+            formula="phi(t) = (1/n_v) sum_l sum_i w_li g_sigma(t - theta_li), w_li = s_1i^2",
+            paper="G19 Sec. 2 Eq. 5, Fig. 1-5 (density over training, log scale)",
+        )
 
     def measure(self, ctx: ProbeContext) -> dict:
         curvature = self.curvature(ctx)
         n, dtype = curvature.theta.shape[0], curvature.theta.dtype
-        m = curvature.run.alphas.shape[0]
+        m = curvature.lanczos_run().alphas.shape[0]
         nodes, weights = la.slq(curvature.hvp, probe_key(self.seed, ctx.step, _SLQ), self.starts, m, n, dtype,
                                 first=curvature.run)
         trace = n * jnp.mean(jnp.sum(nodes * weights, axis=1))
@@ -381,9 +410,10 @@ class GradientConcentrationProbe(_CurvatureProbe):
 
     def measure(self, ctx: ProbeContext) -> dict:
         curvature = self.curvature(ctx, need_gradient=True)
-        k = min(self.k, curvature.run.alphas.shape[0])
-        values, _residuals, vectors = la.top_ritz(curvature.run, k)
-        g = curvature.gradient
+        run = curvature.lanczos_run()
+        k = min(self.k, run.alphas.shape[0])
+        values, _residuals, vectors = la.top_ritz(run, k)
+        g = curvature.loss_gradient()
         squared = jnp.vdot(g, g)
         fraction = jnp.cumsum(jnp.square(vectors @ g)) / squared
         return {"fraction": fraction, "headline": fraction[-1], "grad_norm": jnp.sqrt(squared),

@@ -23,7 +23,8 @@ the benchmarks. All functions are pure and jittable (``m``, ``k`` and the sample
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -179,8 +180,8 @@ def slq(hvp: Hvp, key: Array, starts: int, m: int, n: int, dtype, *, first: Lanc
     ``n * mean_l sum_i tau_{l,i} theta_{l,i}`` and the density both follow from these arrays.
     """
     runs = [] if first is None else [first]
-    for l in range(len(runs), starts):
-        start_key = jax.random.fold_in(key, l)
+    for start in range(len(runs), starts):
+        start_key = jax.random.fold_in(key, start)
         v0 = jax.random.normal(start_key, (n,), dtype)
         runs.append(lanczos(hvp, v0, m, key=jax.random.fold_in(start_key, 1)))
     pairs = [slq_nodes(run) for run in runs]

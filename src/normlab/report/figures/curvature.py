@@ -35,7 +35,9 @@ def few_points_note(series, what: str) -> str | None:
 
 def plot_density(runset: RunSet) -> Plot | None:
     """One panel per (run, network): the smoothed SLQ density at every measurement, log scale."""
-    series = [s for s in probe_series(runset, "hessian_density") if np.ndim(s.arrays.get("nodes")) == 3]
+    series = [
+        s for s in probe_series(runset, "hessian_density") if "nodes" in s.arrays and np.ndim(s.arrays["nodes"]) == 3
+    ]
     if not series:
         return None
     figure, axes = new_figure(len(series), 1, height=2.6, squeeze=False)
@@ -71,7 +73,11 @@ def plot_density(runset: RunSet) -> Plot | None:
 
 def plot_top(runset: RunSet) -> Plot | None:
     """Top-k eigenvalues over steps (top bold) with 2/lr dashed (C21)."""
-    series = [s for s in probe_series(runset, "hessian_top") if np.ndim(s.arrays.get("eigenvalues")) == 2]
+    series = [
+        s
+        for s in probe_series(runset, "hessian_top")
+        if "eigenvalues" in s.arrays and np.ndim(s.arrays["eigenvalues"]) == 2
+    ]
     if not series:
         return None
     figure, axes = new_figure(1, 1, height=3.4)
@@ -104,9 +110,11 @@ def plot_top(runset: RunSet) -> Plot | None:
 
 def plot_trace_and_concentration(runset: RunSet) -> Plot | None:
     """Left: Hutchinson trace with a 2-stderr band; right: gradient concentration in the top-k space."""
-    traces = [s for s in probe_series(runset, "hessian_trace") if np.ndim(s.arrays.get("trace")) == 1]
+    traces = [
+        s for s in probe_series(runset, "hessian_trace") if "trace" in s.arrays and np.ndim(s.arrays["trace"]) == 1
+    ]
     concentration = [s for s in probe_series(runset, "gradient_concentration")
-                     if np.ndim(s.arrays.get("fraction")) == 2]
+                     if "fraction" in s.arrays and np.ndim(s.arrays["fraction"]) == 2]
     if not traces and not concentration:
         return None
     figure, axes = new_figure(1, 2, height=3.2)
