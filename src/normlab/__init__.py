@@ -32,6 +32,10 @@ _EXPORTS = {
     "make_probe": "normlab.probes",
     "write_report": "normlab.report",
     "NormlabError": "normlab.errors",
+    "Monitor": "normlab.experiments.own_loop",
+    "measure": "normlab.experiments.own_loop",
+    "split_network": "normlab.experiments.own_loop",
+    "restore_model": "normlab.experiments.own_loop",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

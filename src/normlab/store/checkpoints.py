@@ -33,8 +33,12 @@ def encode_checkpoint(step: int, tree) -> bytes:
     return serialization.msgpack_serialize({"format": CHECKPOINT_FORMAT, "step": step, "leaves": arrays})
 
 
-def decode_checkpoint(data: bytes, target_tree, *, source: Path):
-    """``(step, tree)`` from checkpoint bytes, shaped like ``target_tree`` (leaves: NumPy arrays)."""
+def decode_checkpoint(data: bytes, target_tree, *, source: Path, prefix: str = ""):
+    """``(step, tree)`` from checkpoint bytes, shaped like ``target_tree`` (leaves: NumPy arrays).
+
+    With a ``prefix`` (a key path such as ``"[0].params"``), only that part of the stored tree
+    is read into ``target_tree``: one network's parameters out of a group's checkpoint.
+    """
     import jax
     from flax import serialization
 
@@ -42,10 +46,10 @@ def decode_checkpoint(data: bytes, target_tree, *, source: Path):
     arrays = stored["leaves"]
     target_leaves, treedef = jax.tree_util.tree_flatten_with_path(target_tree)
     restored = [
-        _restored_leaf(arrays, jax.tree_util.keystr(path), leaf, source) for path, leaf in target_leaves
+        _restored_leaf(arrays, prefix + jax.tree_util.keystr(path), leaf, source) for path, leaf in target_leaves
     ]
     unused = len(arrays) - len(target_leaves)
-    if unused:
+    if unused and not prefix:
         raise NormlabError(f"checkpoint {source} holds {unused} more array(s) than the target tree")
     return int(stored["step"]), jax.tree_util.tree_unflatten(treedef, restored)
 

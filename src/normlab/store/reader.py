@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normlab.errors import UnknownNameError
+from normlab.errors import NormlabError, UnknownNameError
 from normlab.store import checkpoints, layout, metrics, probes
 from normlab.store.files import read_json
 
@@ -114,6 +114,19 @@ class Run:
     def checkpoint_steps(self) -> list[int]:
         """Steps of the stored checkpoints, oldest first."""
         return layout.checkpoint_steps(self.path)
+
+    def restore_checkpoint(self, target_tree, *, step: int | None = None, prefix: str = ""):
+        """``(step, tree)`` of checkpoint ``step`` (default: the latest) shaped like ``target_tree``,
+        or of the part of it under the key path ``prefix`` (e.g. ``"[0].params"``)."""
+        steps = self.checkpoint_steps
+        if not steps:
+            raise NormlabError(f"run {self.path} has no checkpoint")
+        if step is None:
+            step = steps[-1]
+        if step not in steps:
+            raise NormlabError(f"run {self.path} has no checkpoint at step {step}; steps: {steps}")
+        path = self.path / layout.CHECKPOINTS_DIR / layout.checkpoint_name(step)
+        return checkpoints.decode_checkpoint(path.read_bytes(), target_tree, source=path, prefix=prefix)
 
     def checkpoint_extra(self, step: int) -> dict:
         """The ``extra`` dict saved with checkpoint ``step``."""
