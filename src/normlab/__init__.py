@@ -36,6 +36,8 @@ _EXPORTS = {
     "measure": "normlab.experiments.own_loop",
     "split_network": "normlab.experiments.own_loop",
     "restore_model": "normlab.experiments.own_loop",
+    "load_sweep": "normlab.experiments.tables",
+    "headline_table": "normlab.experiments.tables",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

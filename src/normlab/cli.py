@@ -183,6 +183,15 @@ def _command_export(args) -> int:
     return 0
 
 
+def _command_export_tables(args) -> int:
+    from normlab.experiments.tables import export_tables
+
+    out = Path(args.out) if args.out else Path(args.runs[0]) / "tables"
+    for path in export_tables(args.runs, out, table_format=args.kind):
+        _print(str(path))
+    return 0
+
+
 # --------------------------------------------------------------------------------------- main
 
 
@@ -240,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     tensorboard.add_argument("run", metavar="RUN_DIR")
     tensorboard.add_argument("--out", help="event file directory (default: RUN_DIR/tensorboard)")
     tensorboard.set_defaults(handler=_command_export)
+    for table_format in ("csv", "parquet"):
+        tables = export_kinds.add_parser(
+            table_format, help=f"tidy tables as {table_format}: runs (settings, final/best metrics per network) "
+            "and headlines (each probe's headline per step)" + (" (needs pyarrow)" if table_format == "parquet" else ""))
+        tables.add_argument("runs", nargs="+", metavar="RUN_OR_SWEEP_DIR")
+        tables.add_argument("--out", help="directory for runs.<ext> and headlines.<ext> (default: first DIR/tables)")
+        tables.set_defaults(handler=_command_export_tables)
     return parser
 
 

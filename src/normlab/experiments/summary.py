@@ -55,7 +55,7 @@ def probe_lines(run) -> list[str]:
         steps = first["step"]
         per_network_meta = meta.get("networks", {})
         bn_mode = next((m.get("bn_mode") for m in per_network_meta.values() if m.get("bn_mode")), "?")
-        headline = _declared_headline(name, per_network_meta)
+        headline = declared_headline(name, per_network_meta)
         values = []
         for network in networks:
             layers = per_network_meta.get(network, {}).get("layers")
@@ -69,7 +69,7 @@ def probe_lines(run) -> list[str]:
     return lines
 
 
-def _declared_headline(name: str, per_network_meta: dict) -> Headline | None:
+def declared_headline(name: str, per_network_meta: dict) -> Headline | None:
     """The headline the run's meta.json declares; for runs stored before declarations, today's."""
     stored = next((m["headline"] for m in per_network_meta.values() if m.get("headline")), None)
     if stored is not None:

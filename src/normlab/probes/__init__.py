@@ -21,6 +21,7 @@ from normlab.probes.base import (
     at_steps,
     declared_keys,
     every,
+    headline_series,
     headline_value,
     never,
     probe_meta,

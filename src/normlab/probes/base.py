@@ -248,13 +248,22 @@ def probe_meta(probe, spec: NetworkSpec) -> dict:
     return meta
 
 
-def headline_value(headline: Headline, arrays: dict, layers) -> float | None:
-    """The headline number of one network's stored arrays (each stacked over steps), or None."""
+def headline_series(headline: Headline, arrays: dict, layers) -> np.ndarray | None:
+    """The headline's output at each stored step (an array key averaged over its own axes):
+    shape (T,), aligned with ``arrays["step"]``; None if the run has no such output."""
     key = headline.resolved_key(layers or [])
     if key is None or key not in arrays or len(arrays[key]) == 0:
         return None
     values = np.asarray(arrays[key], dtype=np.float64)
-    per_step = values.reshape(len(values), -1).mean(axis=1)
+    return values.reshape(len(values), -1).mean(axis=1)
+
+
+def headline_value(headline: Headline, arrays: dict, layers) -> float | None:
+    """The headline number of one network's stored arrays (each stacked over steps), or None."""
+    per_step = headline_series(headline, arrays, layers)
+    if per_step is None:
+        return None
+    values = np.asarray(arrays[headline.resolved_key(layers or [])], dtype=np.float64)
     if headline.reduction == "last":
         return float(per_step[-1])
     if headline.reduction == "median":
