@@ -110,6 +110,22 @@ def allowed_keys() -> dict[str, str]:
     return {name: _type_name(tp) for name, tp in _field_types().items()}
 
 
+def setting_meanings() -> dict[str, str]:
+    """Setting -> its meaning: the comment on the setting's line in ``Config``'s source ("" if
+    it has none). One source for help texts: a setting is explained where it is declared."""
+    import inspect
+    import io
+    import re
+    import tokenize
+
+    source = inspect.getsource(Config)
+    comment_on_line = {token.start[0]: token.string.lstrip("#").strip()
+                       for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                       if token.type == tokenize.COMMENT}
+    declared = ((number, re.match(r"    (\w+)\s*:", line)) for number, line in enumerate(source.splitlines(), 1))
+    return {match.group(1): comment_on_line.get(number, "") for number, match in declared if match}
+
+
 def _parse_scalar(text: str, tp: type):
     if tp is bool:
         lowered = text.strip().lower()

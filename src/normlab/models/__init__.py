@@ -7,7 +7,7 @@ sigmoid MLP, d2l's BNLeNet, S18's deep linear network) with pluggable norms.
 ``nnx.capture(model, nnx.Intermediate)`` (one entry per name in ``activation_names``).
 """
 
-from normlab.models.architectures import ARCHITECTURES, Architecture, LayerSpec
+from normlab.models.architectures import ARCHITECTURES, DEFAULT_INPUTS, Architecture, LayerSpec
 from normlab.models.build import MODELS, build_model, model_names, model_options
 from normlab.models.conv import CONV_PATHS, Conv, conv2d, resolve_conv_path
 from normlab.models.describe import (
@@ -23,6 +23,7 @@ from normlab.models.layers import ACTIVATIONS, NORM_POSITIONS, Dense, HiddenLaye
 __all__ = [
     "ACTIVATIONS",
     "ARCHITECTURES",
+    "DEFAULT_INPUTS",
     "Architecture",
     "CONV_PATHS",
     "Conv",

@@ -250,3 +250,13 @@ def feature_shape_after(spec: LayerSpec, shape: tuple[int, ...]) -> tuple[int, .
 
 def flat_size(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
+
+# The input each model was designed for (its papers' dataset): what `normlab describe MODEL` shows
+# without --dataset. A test checks every model has one and builds on it.
+DEFAULT_INPUTS: dict[str, str] = {
+    "mlp": "mnist",
+    "ioffe_mlp": "mnist",
+    "vgg": "cifar10",
+    "lenet": "fashion_mnist",
+    "dln": "dln_gaussian",
+}
