@@ -37,6 +37,7 @@ _EXPORTS = {
     "split_network": "normlab.experiments.own_loop",
     "restore_model": "normlab.experiments.own_loop",
     "load_sweep": "normlab.experiments.tables",
+    "show": "normlab.report.notebook",
     "headline_table": "normlab.experiments.tables",
 }
 

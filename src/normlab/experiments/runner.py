@@ -85,8 +85,12 @@ class _Progress:
     start: int = 0
 
     def __enter__(self):
-        self._bar = None
-        if not self.quiet:
+        self._bar = self._line = None
+        if not self.quiet and _notebook_without_widgets():
+            from normlab.report.notebook import NotebookProgress
+
+            self._line = NotebookProgress(self.total, self.start)
+        elif not self.quiet:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(
@@ -102,13 +106,24 @@ class _Progress:
         return self
 
     def update(self, step: int, losses: np.ndarray) -> None:
+        text = "  ".join(f"{name} {loss:.4g}" for name, loss in zip(self.names, losses))
         if self._bar is not None:
-            text = "  ".join(f"{name} {loss:.4g}" for name, loss in zip(self.names, losses))
             self._bar.update(self._task, completed=step, losses=text)
+        if self._line is not None:
+            self._line.update(step, text)
 
     def __exit__(self, *exc):
         if self._bar is not None:
             self._bar.stop()
+
+
+def _notebook_without_widgets() -> bool:
+    """In Jupyter rich draws live only through ipywidgets; without them a display line is used."""
+    try:
+        from normlab.report.notebook import in_notebook, rich_works_in_notebook
+    except ImportError:  # the report stage is optional for a bare install
+        return False
+    return in_notebook() and not rich_works_in_notebook()
 
 
 class _StopRequests:
