@@ -89,7 +89,7 @@ def main(argv=None) -> str:
                               probe_every=args.probe_every, out=args.out, name="own_loop",
                               settings={"dataset": "digits", "seed": 0, "lr": args.lr,
                                         "batch_size": args.batch_size, "steps": args.steps},
-                              total_steps=args.steps)
+                              total_steps=args.steps, dataset=data)
     batches = normlab.BatchIterator(len(data.x_train), args.batch_size, seed=0)
     step = monitor.wrap(train_step)  # level 1: probes before each update, losses logged
     measure = jax.jit(lambda spec_states, x, y, s: tuple(  # level 2: normlab.measure in our jit

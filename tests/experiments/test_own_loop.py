@@ -16,6 +16,7 @@ from flax import nnx
 import normlab
 from normlab.errors import NormlabError
 from normlab.experiments.runner import make_group_step
+from normlab.store.layout import START_META_FILE
 from normlab.models import build_model
 from normlab.probes import make_probe, probe_setups
 from normlab.train import make_network
@@ -84,6 +85,7 @@ def test_example_trains_a_pair_and_writes_a_run_normlab_reads(tmp_path):
     path = Path(example.main(["--steps", "12", "--probe-every", "4", "--out", str(tmp_path / "runs")]))
     run = normlab.load_run(path)
     assert run.status == "completed"
+    assert run.file(START_META_FILE).is_file()  # the start views a `normlab run` stores
     assert run.config["networks"] == ["batch", "none"]
     assert run.probe_names == ["activations", "distance", "gradients"]
     for probe in run.probe_names:

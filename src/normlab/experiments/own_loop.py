@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import jax
@@ -34,6 +35,7 @@ from normlab.errors import NormlabError
 from normlab.experiments.build import parameter_count
 from normlab.experiments.compiled import evaluate, make_group_eval
 from normlab.experiments.runner import EVAL_COLUMNS, METRIC_COLUMNS
+from normlab.experiments.start import write_start_views
 from normlab.probes import ProbeContext, SharedPieces, active_probes, every, expand_bundles, make_probe, probe_meta
 from normlab.probes import probe_setups
 from normlab.store import RunStore, collect_provenance, new_run_dir
@@ -107,12 +109,14 @@ class Monitor:
     number or schedule. ``probes``: names, bundles or probe objects, names measured every
     ``probe_every`` steps. ``settings``: anything to record in the run's config (dataset, model,
     seed, ...), shown by the report. The run directory is ``run_dir`` or a new one under ``out``.
+    ``dataset``: the normlab ``Dataset`` trained on, if it is one; then the run also stores the
+    start views a ``normlab run`` stores (examples, input histograms, step-0 weights).
     """
 
     def __init__(self, models: dict, tx: optax.GradientTransformation, *, optimizers: dict | None = None,
                  learning_rate=0.0, probes=("cheap",), probe_every: int = 10, task: str = "classification",
                  out: str | Path = "runs", run_dir: str | Path | None = None, name: str = "own_loop",
-                 settings: dict | None = None, total_steps: int | None = None):
+                 settings: dict | None = None, total_steps: int | None = None, dataset=None):
         if not models:
             raise NormlabError("Monitor needs at least one model: models={'network name': nnx.Module}")
         if probe_every < 1:
@@ -135,6 +139,9 @@ class Monitor:
         for probe in self.probes:
             self.store.set_probe_meta(probe.name, {"networks": {s.name: probe_meta(probe, s) for s in self.specs}})
         self.store.update_info(param_counts={s.name: parameter_count(st) for s, st in pairs}, total_steps=total_steps)
+        if dataset is not None:  # the start views read only the dataset's name and the data seed
+            start = SimpleNamespace(dataset=dataset.name, data_seed=int(config.get("data_seed", 0)))
+            write_start_views(self.store, start, dataset, self.specs, tuple(state for _, state in pairs))
         self.step = 0
         self._compiled: dict[frozenset, Callable] = {}
         self._group_eval = make_group_eval(self.specs)
