@@ -85,8 +85,14 @@ def _command_sweep(args) -> int:
     preset = get_preset(args.preset or DEFAULT_PRESET)
     config = apply_overrides(preset.config, args.set or [])
     seeds = _parse_seeds(args.seeds)
-    directory, _results = run_sweep(config, parse_grid(args.grid or []), seeds, out=args.out, quiet=args.quiet,
-                                    executor="ray" if args.ray else "local")
+    directory, _results = run_sweep(
+        config,
+        parse_grid(args.grid or []),
+        seeds,
+        out=args.out,
+        quiet=args.quiet,
+        executor="ray" if args.ray else "local",
+    )
     if not args.quiet:
         for line in sweep_summary_lines(directory):
             _print(line)
@@ -135,11 +141,9 @@ def _command_list(args) -> int:
 
 
 def _command_describe(args) -> int:
-    from normlab.models import abstract_model, describe_model, format_description
-
     from normlab.data import dataset_shape
     from normlab.errors import check_name
-    from normlab.models import DEFAULT_INPUTS, model_names
+    from normlab.models import DEFAULT_INPUTS, abstract_model, describe_model, format_description, model_names
 
     check_name("model", args.model, model_names())
     input_shape, num_classes = dataset_shape(args.dataset or DEFAULT_INPUTS[args.model])
@@ -205,10 +209,8 @@ def _settings_help() -> str:
 
     types, meanings = allowed_keys(), setting_meanings()
     width = max(len(key) for key in types)
-    lines = [f"  {key:<{width}}  {types[key]}" + (f": {meanings[key]}" if meanings.get(key) else "")
-             for key in types]
+    lines = [f"  {key:<{width}}  {types[key]}" + (f": {meanings[key]}" if meanings.get(key) else "") for key in types]
     return "settings (--set KEY=VALUE; `normlab config PRESET` shows a preset's values):\n" + "\n".join(lines)
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,22 +222,41 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     settings_help = _settings_help()
 
-    run = commands.add_parser("run", epilog=settings_help, formatter_class=argparse.RawDescriptionHelpFormatter, help="run a preset (default: quickstart) and print its run directory")
+    run = commands.add_parser(
+        "run",
+        epilog=settings_help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="run a preset (default: quickstart) and print its run directory",
+    )
     run.add_argument("preset", nargs="?", help="preset name (see `normlab list`)")
-    run.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings (see `normlab config`)")
+    run.add_argument(
+        "--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings (see `normlab config`)"
+    )
     run.add_argument("--out", default="runs", help="directory under which the run directory is made (default: runs)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     run.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
     run.set_defaults(handler=_command_run)
 
-    sweep = commands.add_parser("sweep", epilog=settings_help, formatter_class=argparse.RawDescriptionHelpFormatter, help="run a preset over a grid of settings and several seeds")
+    sweep = commands.add_parser(
+        "sweep",
+        epilog=settings_help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="run a preset over a grid of settings and several seeds",
+    )
     sweep.add_argument("preset", nargs="?", help="preset name (default: quickstart)")
-    sweep.add_argument("--grid", action="extend", nargs="+", metavar="KEY=V1,V2",
-                       help="values to sweep (tuple settings: items joined by +, e.g. networks=none+batch)")
+    sweep.add_argument(
+        "--grid",
+        action="extend",
+        nargs="+",
+        metavar="KEY=V1,V2",
+        help="values to sweep (tuple settings: items joined by +, e.g. networks=none+batch)",
+    )
     sweep.add_argument("--seeds", default="0", help="seeds, e.g. 0,1,2 or 0-4 (default: 0)")
     sweep.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="settings shared by every member")
-    sweep.add_argument("--out", default="runs", help="directory under which the sweep directory is made (default: runs)")
+    sweep.add_argument(
+        "--out", default="runs", help="directory under which the sweep directory is made (default: runs)"
+    )
     sweep.add_argument("--ray", action="store_true", help="run the members as Ray tasks (needs the ray extra)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
     sweep.set_defaults(handler=_command_sweep)
@@ -245,13 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     describe = commands.add_parser("describe", help="print a model's layers, output shapes and parameter counts")
     describe.add_argument("model", help="model name (see `normlab list`)")
-    describe.add_argument("--norm", default="none", help="norm after each hidden layer (see `normlab list`; default: none)")
-    describe.add_argument("--dataset", help="the dataset whose input shape to use (default: the model's own, "
-                          "e.g. cifar10 for vgg)")
+    describe.add_argument(
+        "--norm", default="none", help="norm after each hidden layer (see `normlab list`; default: none)"
+    )
+    describe.add_argument(
+        "--dataset", help="the dataset whose input shape to use (default: the model's own, e.g. cifar10 for vgg)"
+    )
     describe.add_argument("--width", type=float, default=1.0, help="width multiplier (vgg, mlp; default: 1.0)")
     describe.set_defaults(handler=_command_describe)
 
-    config = commands.add_parser("config", epilog=settings_help, formatter_class=argparse.RawDescriptionHelpFormatter, help="print every setting of a preset with its type")
+    config = commands.add_parser(
+        "config",
+        epilog=settings_help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="print every setting of a preset with its type",
+    )
     config.add_argument("preset", nargs="?", help="preset name (default: quickstart)")
     config.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings first")
     config.set_defaults(handler=_command_config)
@@ -270,8 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     tensorboard.set_defaults(handler=_command_export)
     for table_format in ("csv", "parquet"):
         tables = export_kinds.add_parser(
-            table_format, help=f"tidy tables as {table_format}: runs (settings, final/best metrics per network) "
-            "and headlines (each probe's headline per step)" + (" (needs pyarrow)" if table_format == "parquet" else ""))
+            table_format,
+            help=f"tidy tables as {table_format}: runs (settings, final/best metrics per network) "
+            "and headlines (each probe's headline per step)"
+            + (" (needs pyarrow)" if table_format == "parquet" else ""),
+        )
         tables.add_argument("runs", nargs="+", metavar="RUN_OR_SWEEP_DIR", help="run, sweep or study directories")
         tables.add_argument("--out", help="directory for runs.<ext> and headlines.<ext> (default: first DIR/tables)")
         tables.set_defaults(handler=_command_export_tables)
@@ -288,10 +320,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"normlab: error: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except KeyboardInterrupt as interrupt:
-        where = getattr(interrupt, "path", None)
+        # RunInterrupted carries the run and its step; read them without importing the runner,
+        # so that a Ctrl-C of a command that never loaded the runner does not import it now.
+        where, step = getattr(interrupt, "path", None), getattr(interrupt, "step", None)
         if where is not None:
-            print(f"normlab: interrupted at step {interrupt.step}; continue with `normlab run --resume {where}`",
-                  file=sys.stderr, flush=True)
+            print(
+                f"normlab: interrupted at step {step}; continue with `normlab run --resume {where}`",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
             print("normlab: interrupted", file=sys.stderr, flush=True)
         return 130

@@ -16,9 +16,9 @@ from flax import nnx
 import normlab
 from normlab.errors import NormlabError
 from normlab.experiments.runner import make_group_step
-from normlab.store.layout import START_META_FILE
 from normlab.models import build_model
 from normlab.probes import make_probe, probe_setups
+from normlab.store.layout import START_META_FILE
 from normlab.train import make_network
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own_training_loop.py"

@@ -22,9 +22,18 @@ from normlab.store import load_run
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    base = apply_overrides(replace(default_config(), preset="tiny"),
-                           ["dataset=synthetic", "width=0.25", "steps=4", "eval_every=2", "probe_every=2",
-                            "report=false", "probes=distance,gradients"])
+    base = apply_overrides(
+        replace(default_config(), preset="tiny"),
+        [
+            "dataset=synthetic",
+            "width=0.25",
+            "steps=4",
+            "eval_every=2",
+            "probe_every=2",
+            "report=false",
+            "probes=distance,gradients",
+        ],
+    )
     directory, _ = run_sweep(base, parse_grid(["lr=0.01,0.1"]), [0, 1], out=tmp_path_factory.mktemp("s"), quiet=True)
     return directory
 
@@ -46,15 +55,24 @@ def test_load_sweep_has_one_row_per_member_and_network_with_its_final_metrics(sw
 
 def test_headline_table_is_the_declared_headline_at_every_stored_step(sweep):
     table = normlab.headline_table(sweep, probe="distance")
-    assert set(table["probe"]) == {"distance"} and list(table.columns)[:5] == ["run", "network", "probe", "step", "value"]
+    assert set(table["probe"]) == {"distance"} and list(table.columns)[:5] == [
+        "run",
+        "network",
+        "probe",
+        "step",
+        "value",
+    ]
     member = sorted(p for p in sweep.iterdir() if p.is_dir())[0]
     run = load_run(member)
     meta = run.probe_meta("distance")["networks"]
     label = table["run"].iloc[0]
     for network in run.config["networks"]:
         headline = meta[network]["headline"]
-        key = headline["key"].format(layer=meta[network]["layers"][headline["layer"]]) \
-            if "{layer}" in headline["key"] else headline["key"]
+        key = (
+            headline["key"].format(layer=meta[network]["layers"][headline["layer"]])
+            if "{layer}" in headline["key"]
+            else headline["key"]
+        )
         arrays = run.probe("distance", network)
         expected = np.asarray(arrays[key], np.float64).reshape(len(arrays["step"]), -1).mean(axis=1)
         rows = table[(table["run"] == label) & (table["network"] == network)]

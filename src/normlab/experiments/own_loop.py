@@ -21,9 +21,9 @@ The model contract is normlab's (docs/INTERFACES.md): ``__call__(x, *, train)``,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,13 +34,20 @@ from flax import nnx
 from normlab.errors import NormlabError
 from normlab.experiments.build import parameter_count
 from normlab.experiments.compiled import evaluate, make_group_eval
-from normlab.experiments.runner import EVAL_COLUMNS, METRIC_COLUMNS
+from normlab.experiments.runner import METRIC_COLUMNS
 from normlab.experiments.start import write_start_views
-from normlab.probes import ProbeContext, SharedPieces, active_probes, every, expand_bundles, make_probe, probe_meta
-from normlab.probes import probe_setups
+from normlab.probes import (
+    ProbeContext,
+    SharedPieces,
+    active_probes,
+    every,
+    expand_bundles,
+    make_probe,
+    probe_meta,
+    probe_setups,
+)
 from normlab.store import RunStore, collect_provenance, new_run_dir
 from normlab.train import NetworkSpec, NetworkState, loss_fn, make_network
-
 
 
 def split_network(name: str, model: nnx.Module, tx: optax.GradientTransformation, learning_rate=0.0, *,
@@ -58,7 +65,7 @@ def current_state(spec: NetworkSpec, model: nnx.Module, optimizer=None) -> Netwo
     """The ``NetworkState`` of ``model`` now; the optimizer state from ``optimizer`` (an
     ``nnx.Optimizer``) when given, else a fresh ``spec.tx.init`` (what the ICS probe's
     look-ahead update then uses: exact for plain SGD, which keeps no state)."""
-    _graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    _graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]  # flax types the split as a variable-length tuple
     fresh = jax.eval_shape(spec.tx.init, params)
     if optimizer is None:
         opt_state = spec.tx.init(params)
@@ -270,7 +277,7 @@ def restore_model(model: nnx.Module, run_dir: str | Path, *, network: str | None
     if network not in names:
         raise NormlabError(f"network {network!r} is not in run {run.path}; networks: {names}")
     index = names.index(network)
-    _graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    _graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]  # flax types the split as a variable-length tuple
     step, params = run.restore_checkpoint(params, step=step, prefix=f"[{index}].params")
     _, rest = run.restore_checkpoint(rest, step=step, prefix=f"[{index}].rest")
     nnx.update(model, jax.tree.map(jnp.asarray, params), jax.tree.map(jnp.asarray, rest))

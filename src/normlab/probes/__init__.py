@@ -132,6 +132,7 @@ __all__ = [
     "Headline",
     "Output",
     "declared_keys",
+    "headline_series",
     "headline_value",
     "probe_meta",
     "active_probes",
