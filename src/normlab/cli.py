@@ -161,9 +161,11 @@ def _command_describe(args) -> int:
 def _command_config(args) -> int:
     from normlab.experiments import apply_overrides, get_preset
     from normlab.experiments.config import allowed_keys
+    from normlab.experiments.build import prepare
     from normlab.experiments.presets import DEFAULT_PRESET
 
     config = apply_overrides(get_preset(args.preset or DEFAULT_PRESET).config, args.set or [])
+    prepare(config)  # the checks against the dataset and models that `normlab run` makes
     types = allowed_keys()
     width = max(len(key) for key in types)
     for key, type_name in types.items():

@@ -11,6 +11,7 @@ from flax import nnx
 
 from normlab.data import BatchIterator, Dataset, load_dataset
 from normlab.errors import NormlabError
+from normlab.experiments.checks import check_against_data
 from normlab.experiments.config import Config
 from normlab.models import build_model
 from normlab.norms import norm_options as accepted_norm_options
@@ -72,6 +73,14 @@ def build_network_model(config: Config, dataset: Dataset, norm: str) -> nnx.Modu
     if config.activation:
         options["activation"] = config.activation
     return build_model(config.model, **options)
+
+
+def prepare(config: Config) -> tuple[Dataset, tuple[NetworkSpec, ...], tuple[NetworkState, ...]]:
+    """Load the dataset and build the group, checking every setting against both (nothing written)."""
+    dataset = load_config_dataset(config)
+    specs, states = build_group(config, dataset)
+    check_against_data(config, dataset, specs, states)
+    return dataset, specs, states
 
 
 def build_group(config: Config, dataset: Dataset) -> tuple[tuple[NetworkSpec, ...], tuple[NetworkState, ...]]:

@@ -10,6 +10,7 @@ what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, fields, replace
 
@@ -167,6 +168,8 @@ def apply_overrides(config: Config, assignments: list[str]) -> Config:
         key, sep, text = assignment.partition("=")
         if not sep:
             raise NormlabError(f"--set expects key=value, got {assignment!r}")
+        if key.strip() == "preset":  # the preset's name labels the run: it comes from the chosen preset
+            raise NormlabError("setting 'preset' cannot be set; choose a preset by name: normlab run PRESET")
         changes[key.strip()] = parse_value(key.strip(), text)
     return validate(replace(config, **changes))
 
@@ -210,6 +213,19 @@ _NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_eve
                  "probe_budget", "train_subset")
 
 
+_INT_LIMIT = 2**31 - 1
+# key -> (lower-bound test, upper-bound test, the allowed range in words); NaN and inf never pass.
+_RANGES = {
+    "lr": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
+    "width": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
+    "hist_range": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
+    "dropout": (lambda v: v >= 0, lambda v: v < 1, "in [0, 1)"),
+    "momentum": (lambda v: v >= 0, lambda v: v < 1, "in [0, 1)"),
+    "bn_momentum": (lambda v: v >= 0, lambda v: v <= 1, "in [0, 1] (running average weight of the old value)"),
+    "weight_decay": (lambda v: v >= 0, lambda v: True, "a finite number >= 0"),
+}
+
+
 def validate(config: Config) -> Config:
     """Check value ranges and choices; names of datasets/models/norms are checked when used."""
     for key, allowed in choices().items():
@@ -228,10 +244,20 @@ def validate(config: Config) -> Config:
         raise NormlabError("setting 'networks' needs at least one norm name")
     if len(set(config.networks)) != len(config.networks):
         raise NormlabError(f"setting 'networks' has a repeated name: {','.join(config.networks)}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise NormlabError(f"setting 'dropout' must be in [0, 1); got {config.dropout}")
-    if config.lr <= 0 or config.width <= 0 or config.hist_range <= 0:
-        raise NormlabError("settings 'lr', 'width' and 'hist_range' must be > 0")
+    for key, (low, high, allowed) in _RANGES.items():
+        value = getattr(config, key)
+        if not (math.isfinite(value) and low(value) and high(value)):
+            raise NormlabError(f"setting {key!r} must be {allowed}; got {value}")
+    for key, tp in _field_types().items():  # step counters and seeds are int32 inside compiled code
+        values = getattr(config, key) if typing.get_origin(tp) is tuple else (getattr(config, key),)
+        for value in values:
+            if isinstance(value, int) and not isinstance(value, bool) and not -_INT_LIMIT <= value <= _INT_LIMIT:
+                raise NormlabError(f"setting {key!r} must be at most {_INT_LIMIT} in size; got {value}")
+    for key in ("seed", "data_seed"):
+        if getattr(config, key) < 0:
+            raise NormlabError(f"setting {key!r} must be >= 0; got {getattr(config, key)}")
+    if not all(math.isfinite(v) for v in config.landscape_range + config.divergence_range):
+        raise NormlabError("settings 'landscape_range' and 'divergence_range' must be finite numbers")
     if len(config.landscape_range) != 2 or not 0 < config.landscape_range[0] < config.landscape_range[1]:
         raise NormlabError(
             f"setting 'landscape_range' expects two numbers 0 < low < high; got {config.landscape_range}"

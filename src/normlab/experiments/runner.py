@@ -31,6 +31,7 @@ from normlab.experiments.build import (  # noqa: F401 (re-exported: the runner's
     load_config_dataset,
     norm_options,
     parameter_count,
+    prepare,
     probe_settings,
     total_steps,
 )
@@ -164,8 +165,7 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
     together, so they pass False).
     """
     configure_compile_cache(compile_cache_dir())
-    dataset = load_config_dataset(config)
-    specs, states = build_group(config, dataset)  # builds and validates before anything is written
+    dataset, specs, states = prepare(config)  # builds and validates before anything is written
     probes = build_probes(config)
     path = Path(run_dir) if run_dir is not None else new_run_dir(Path(out), config.preset)
     store = RunStore.create(
@@ -199,11 +199,11 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     """Continue an interrupted run from its last checkpoint; same result as an uninterrupted run."""
     configure_compile_cache(compile_cache_dir())
     run = load_run(path)
-    if run.status == "completed":
-        raise NormlabError(f"run {path} is already completed; nothing to resume")
+    if run.status in ("completed", "diverged"):
+        hint = f"; rebuild its report with `normlab report {path}`" if run.info.get("report") == "interrupted" else ""
+        raise NormlabError(f"run {path} is already finished (status {run.status}); nothing to resume{hint}")
     config = from_dict(run.config)
-    dataset = load_config_dataset(config)
-    specs, states = build_group(config, dataset)
+    dataset, specs, states = prepare(config)
     probes = build_probes(config)
     setups = probe_setups(probes, specs, states)  # from the step-0 networks, as in the first run
     if "probe_schedule" in run.info:  # the steps the run chose at its start, never re-measured

@@ -1,0 +1,77 @@
+"""The checks of a config against the dataset and the models it names, before any work starts.
+
+``config.validate`` checks each setting on its own (types, ranges, choices); what only the data
+and the built networks can say is checked here: batch and evaluation sizes against the split
+sizes, the tracked layer, unit and kernel entry against the model. ``normlab config`` and ``normlab run`` both call :func:`check_against_data`, so they
+refuse the same things with the same one-line message naming the setting.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+from normlab.data import Dataset
+from normlab.errors import NormlabError
+from normlab.experiments.config import Config
+from normlab.train import NetworkSpec, NetworkState, apply_model, state_at
+
+
+def check_against_data(config: Config, dataset: Dataset, specs: tuple[NetworkSpec, ...],
+                       states: tuple[NetworkState, ...]) -> None:
+    """Raise a one-line ``NormlabError`` for the first setting the data or the models cannot honour."""
+    check_sizes(config, dataset)
+    for spec, state in zip(specs, states):
+        check_model_indices(config, spec, state, dataset)
+
+
+def check_sizes(config: Config, dataset: Dataset) -> None:
+    """``batch_size`` within the training split, evaluations over at least one example."""
+    n_train, n_test = len(dataset.x_train), len(dataset.x_test)
+    if not config.full_batch and config.batch_size > n_train:
+        raise NormlabError(f"setting 'batch_size' must be at most the {n_train} training examples of "
+                           f"{dataset.name!r} (or set full_batch=true); got {config.batch_size}")
+    if config.train_eval_size < 1:
+        raise NormlabError(f"setting 'train_eval_size' must be >= 1 (at most the {n_train} training examples "
+                           f"are used); got {config.train_eval_size}")
+    if n_test < 1:
+        raise NormlabError(f"dataset {dataset.name!r} has an empty test split")
+
+
+def activation_units(spec: NetworkSpec, state: NetworkState, dataset: Dataset) -> tuple[int, ...]:
+    """Units (last axis: features, or channels of a conv) of each sown hidden layer; shapes only."""
+    x = jax.ShapeDtypeStruct((2, *dataset.x_train.shape[1:]), dataset.x_train.dtype)
+    _outputs, _rest, activations = jax.eval_shape(
+        lambda params, rest, x: apply_model(spec, params, rest, x, train=False), state.params, state.rest, x
+    )
+    return tuple(int(a.shape[-1]) for a in activations)
+
+
+def check_model_indices(config: Config, spec: NetworkSpec, state: NetworkState, dataset: Dataset) -> None:
+    """Tracked layer/unit and kernel entry exist in network ``spec`` (no silent wrapping or clamping).
+
+    (A small ``width`` cannot empty a layer: ``models.architectures.scaled`` keeps at least one unit.)
+    """
+    kernels = [np.shape(state_at(state.params, path)) for path in spec.kernel_paths]
+    _check_index("tracked_param_layer", config.tracked_param_layer, len(kernels), "weight layers", spec)
+    kernel_size = math.prod(kernels[config.tracked_param_layer])
+    if not 0 <= config.tracked_param_index < kernel_size:
+        raise NormlabError(f"setting 'tracked_param_index' must be in 0..{kernel_size - 1} (the kernel of "
+                           f"{spec.weight_layer_names[config.tracked_param_layer]}); got {config.tracked_param_index}")
+    if not spec.activation_names:
+        return
+    units = activation_units(spec, state, dataset)
+    _check_index("tracked_layer", config.tracked_layer, len(units), "hidden layers", spec)
+    layer_units = units[config.tracked_layer]
+    if not 0 <= config.tracked_unit < layer_units:
+        raise NormlabError(f"setting 'tracked_unit' must be in 0..{layer_units - 1} (units of hidden layer "
+                           f"{spec.activation_names[config.tracked_layer]}); got {config.tracked_unit}")
+
+
+def _check_index(key: str, index: int, count: int, what: str, spec: NetworkSpec) -> None:
+    """``index`` addresses one of ``count`` items, Python style (-count..count-1)."""
+    if not -count <= index < count:
+        raise NormlabError(f"setting {key!r} must be in {-count}..{count - 1} (network {spec.name!r} has "
+                           f"{count} {what}); got {index}")
