@@ -11,6 +11,7 @@ through ``normlab.store``; a run can be resumed from its last checkpoint to the 
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -210,11 +211,20 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
         probes = scheduled_probes(probes, run.info["probe_schedule"])
     store = RunStore.open(path)
     start, diverged = 0, {}
-    if store.latest_checkpoint_step() is not None:
-        start, restored = store.restore_checkpoint(states)
+    valid, damaged = store.newest_valid_checkpoint()
+    if damaged and valid is None:
+        listed = "; ".join(f"{path} ({reason})" for path, reason in damaged)
+        raise NormlabError(f"no valid checkpoint to resume {path} from: {listed}")
+    for damaged_path, reason in damaged:
+        print(f"normlab: warning: checkpoint {damaged_path} is damaged ({reason}); resuming from step {valid}",
+              file=sys.stderr, flush=True)
+    if valid is not None:
+        start, restored = store.restore_checkpoint(states, step=valid)
         states = jax.tree.map(jnp.asarray, restored)
         diverged = dict(store.checkpoint_extra(start).get("diverged", {}))
-    # Rows of step `start` on are measured again, identically; the checkpoint itself stays.
+    # Rows of step `start` on are measured again, identically; the checkpoint itself stays, the
+    # damaged later ones go.
+    store.truncate_after(start)
     store.truncate_after(start - 1, keep_checkpoints=True)
     store.set_status("running", resumed_from=start, diverged=diverged)
     result = _train(config, dataset, specs, states, setups, probes, store, start=start, quiet=quiet,

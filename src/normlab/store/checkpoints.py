@@ -6,12 +6,19 @@ caller's tree structure (``nnx.State``, named tuples of optax) comes back exactl
 mismatched target fails with a message naming the first path that differs. (``flax``'s
 ``to_bytes`` cannot be used directly: ``nnx.State`` has no state-dict registration.)
 
+Every checkpoint file is verifiable on its own: the msgpack payload (which also holds the SHA-256
+of the ``extra`` JSON beside it) is followed by an 8-byte marker and the SHA-256 of the payload,
+all written in one atomic replacement. :func:`damage` says why a file fails that check
+(truncated, bytes changed, its extra changed or missing), so a resume can skip it and fall back
+to an earlier checkpoint instead of continuing from garbage.
+
 JAX and flax are imported inside the functions: a process that only writes metrics (or only
 reads a run) should not pay for starting JAX.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +27,48 @@ from normlab.errors import NormlabError
 from normlab.store.files import encode_json, read_json, write_bytes_atomically
 from normlab.store.layout import checkpoint_extra_name, checkpoint_name
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+CHECKSUM_MARKER = b"NLSHA256"  # then the 32-byte SHA-256 digest of everything before the marker
+_TRAILER_SIZE = len(CHECKSUM_MARKER) + hashlib.sha256().digest_size
 
 
-def encode_checkpoint(step: int, tree) -> bytes:
-    """``tree`` (with its step) as msgpack bytes."""
+def encode_checkpoint(step: int, tree, extra_bytes: bytes = b"") -> bytes:
+    """``tree`` (with its step and the SHA-256 of ``extra_bytes``) as msgpack bytes plus checksum."""
     import jax
     from flax import serialization
 
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     arrays = {jax.tree_util.keystr(path): _as_numpy(leaf) for path, leaf in leaves}
-    return serialization.msgpack_serialize({"format": CHECKPOINT_FORMAT, "step": step, "leaves": arrays})
+    payload = serialization.msgpack_serialize({"format": CHECKPOINT_FORMAT, "step": step, "leaves": arrays,
+                                               "extra_sha256": hashlib.sha256(extra_bytes).hexdigest()})
+    return payload + CHECKSUM_MARKER + hashlib.sha256(payload).digest()
+
+
+def verified_payload(data: bytes) -> bytes | None:
+    """The payload of checkpoint bytes ``data`` if its trailing checksum matches, else None."""
+    payload, trailer = data[:-_TRAILER_SIZE], data[-_TRAILER_SIZE:]
+    if len(data) < _TRAILER_SIZE or not trailer.startswith(CHECKSUM_MARKER):
+        return None
+    return payload if hashlib.sha256(payload).digest() == trailer[len(CHECKSUM_MARKER):] else None
+
+
+def damage(directory: Path, step: int) -> str | None:
+    """Why checkpoint ``step`` in ``directory`` cannot be trusted, or None if it verifies."""
+    from flax import serialization
+
+    path = directory / checkpoint_name(step)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "missing"
+    payload = verified_payload(data)
+    if payload is None:
+        return "checksum mismatch (truncated or changed)"
+    extra_path = directory / checkpoint_extra_name(step)
+    stored = serialization.msgpack_restore(payload)
+    if not extra_path.is_file() or hashlib.sha256(extra_path.read_bytes()).hexdigest() != stored["extra_sha256"]:
+        return f"its {extra_path.name} is missing or changed"
+    return None
 
 
 def decode_checkpoint(data: bytes, target_tree, *, source: Path, prefix: str = ""):
@@ -42,7 +80,10 @@ def decode_checkpoint(data: bytes, target_tree, *, source: Path, prefix: str = "
     import jax
     from flax import serialization
 
-    stored = serialization.msgpack_restore(data)
+    payload = verified_payload(data)
+    if payload is None:
+        raise NormlabError(f"checkpoint {source} is damaged: checksum mismatch (truncated or changed)")
+    stored = serialization.msgpack_restore(payload)
     arrays = stored["leaves"]
     target_leaves, treedef = jax.tree_util.tree_flatten_with_path(target_tree)
     restored = [
@@ -61,8 +102,9 @@ def save(directory: Path, step: int, tree, extra: dict | None) -> None:
     ``extra`` is already there.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    payload = encode_checkpoint(step, tree)  # encode before touching files: a failure writes nothing
-    write_bytes_atomically(directory / checkpoint_extra_name(step), encode_json(extra or {}))
+    extra_bytes = encode_json(extra or {})
+    payload = encode_checkpoint(step, tree, extra_bytes)  # encode before touching files: a failure writes nothing
+    write_bytes_atomically(directory / checkpoint_extra_name(step), extra_bytes)
     write_bytes_atomically(directory / checkpoint_name(step), payload)
 
 

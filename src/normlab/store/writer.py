@@ -222,6 +222,18 @@ class RunStore:
         path = self.path / layout.CHECKPOINTS_DIR / layout.checkpoint_name(step)
         return checkpoints.decode_checkpoint(path.read_bytes(), target_tree, source=path)
 
+    def newest_valid_checkpoint(self) -> tuple[int | None, list[tuple[Path, str]]]:
+        """``(step, damaged)``: the newest checkpoint whose checksums verify (None if none does),
+        and ``(path, reason)`` of every newer one that does not."""
+        directory = self.path / layout.CHECKPOINTS_DIR
+        damaged = []
+        for step in reversed(self.checkpoint_steps()):
+            reason = checkpoints.damage(directory, step)
+            if reason is None:
+                return step, damaged
+            damaged.append((directory / layout.checkpoint_name(step), reason))
+        return None, damaged
+
     def checkpoint_extra(self, step: int | None = None) -> dict:
         """The ``extra`` dict saved with checkpoint ``step`` (default: the latest)."""
         step = self._existing_checkpoint_step(step)
