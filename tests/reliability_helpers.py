@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from normlab.experiments import apply_overrides, default_config
+from normlab.experiments import apply_overrides, get_preset
 from normlab.store import load_run
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
@@ -21,7 +20,8 @@ TINY = ["dataset=synthetic", "model=mlp", "width=0.25", "batch_size=32", "steps=
 
 
 def tiny_config(*extra: str):
-    return apply_overrides(replace(default_config(), preset="tiny"), TINY + list(extra))
+    """The config of ``normlab run quickstart --set TINY... extra...``."""
+    return apply_overrides(get_preset("quickstart").config, TINY + list(extra))
 
 
 def subprocess_env(**extra: str) -> dict:

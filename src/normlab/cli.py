@@ -160,8 +160,8 @@ def _command_describe(args) -> int:
 
 def _command_config(args) -> int:
     from normlab.experiments import apply_overrides, get_preset
-    from normlab.experiments.config import allowed_keys
     from normlab.experiments.build import prepare
+    from normlab.experiments.config import allowed_keys
     from normlab.experiments.presets import DEFAULT_PRESET
 
     config = apply_overrides(get_preset(args.preset or DEFAULT_PRESET).config, args.set or [])
@@ -312,28 +312,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _interrupted_message(interrupt: KeyboardInterrupt) -> str:
+    """What stopped and the command that continues it."""
+    where = getattr(interrupt, "path", None)
+    if getattr(interrupt, "training_complete", False):  # experiments.runner.ReportInterrupted
+        return (f"normlab: interrupted while writing the report; training is complete; "
+                f"rebuild the report with `normlab report {where}`")
+    if where is not None:
+        step = getattr(interrupt, "step", None)
+        return f"normlab: interrupted at step {step}; continue with `normlab run --resume {where}`"
+    return "normlab: interrupted"
+
+
 def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGPIPE"):  # `normlab list | head` ends quietly, like any Unix tool
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
+    try:  # SIGTERM stops as cleanly as Ctrl-C
+        previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: signals stay with their owner
+        previous_sigterm = None
     try:
         return args.handler(args)
     except NormlabError as error:
         print(f"normlab: error: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except KeyboardInterrupt as interrupt:
-        # RunInterrupted carries the run and its step; read them without importing the runner,
-        # so that a Ctrl-C of a command that never loaded the runner does not import it now.
-        where, step = getattr(interrupt, "path", None), getattr(interrupt, "step", None)
-        if where is not None:
-            print(
-                f"normlab: interrupted at step {step}; continue with `normlab run --resume {where}`",
-                file=sys.stderr,
-                flush=True,
-            )
-        else:
-            print("normlab: interrupted", file=sys.stderr, flush=True)
+        print(_interrupted_message(interrupt), file=sys.stderr, flush=True)
         return 130
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ the CLI prints it without a traceback and exits with status 2.
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import time
+
 
 class NormlabError(Exception):
     """A user-facing error: bad input, a missing file, an unknown name."""
@@ -31,3 +36,56 @@ def check_name(kind: str, name: str, valid) -> str:
     if name not in valid:
         raise UnknownNameError(kind, name, sorted(valid))
     return name
+
+
+# ------------------------------------------------------------------------------- fault points
+
+FAULT_ENVIRONMENT = "NORMLAB_FAULT"
+_fault_passages = [0]  # fault points passed by this process
+
+
+def fault_point(phase: str) -> None:
+    """A named moment of a run (a training step, an evaluation chunk, a checkpoint or report write)
+    where the reliability tests inject faults; nothing happens unless ``$NORMLAB_FAULT`` asks:
+
+    - ``kill:N`` -- SIGKILL this process at the N-th fault point it passes (any phase);
+    - ``hold:PHASE`` -- at the first point of ``PHASE``, print ``normlab-hold: PHASE`` to stderr and
+      wait (up to a minute) until a SIGINT/SIGTERM arrives, which is then handled as it would have
+      been there, so a test can interrupt each phase deterministically.
+    """
+    plan = os.environ.get(FAULT_ENVIRONMENT)
+    if not plan:
+        return
+    _fault_passages[0] += 1
+    action, _, argument = plan.partition(":")
+    if action == "kill" and _fault_passages[0] == int(argument):
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "hold" and argument == phase:
+        os.environ.pop(FAULT_ENVIRONMENT)  # once per process
+        _hold_until_signal(phase)
+
+
+def _hold_until_signal(phase: str) -> None:
+    """Wait until SIGINT or SIGTERM arrives, then pass it on to the handler that was installed."""
+    received = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def note(signum, frame):
+        received.append(signum)
+
+    for signum in previous:
+        signal.signal(signum, note)
+    try:
+        print(f"normlab-hold: {phase}", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + 60
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for signum in received:
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)

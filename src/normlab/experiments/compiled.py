@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from normlab.errors import fault_point
 from normlab.probes import ProbeContext, SharedPieces
 from normlab.train import NetworkSpec, evaluate_batch, train_step
 
@@ -59,11 +60,17 @@ def make_group_eval(specs: tuple[NetworkSpec, ...]) -> Callable:
     return jax.jit(group_eval)
 
 
-def evaluate(group_eval, states, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Mean loss and accuracy of every network over ``(x, y)``: shape (networks, 2)."""
+def evaluate(group_eval, states, x: np.ndarray, y: np.ndarray, should_stop=lambda: False) -> np.ndarray:
+    """Mean loss and accuracy of every network over ``(x, y)``: shape (networks, 2).
+
+    ``should_stop()`` is asked between chunks: a long evaluation honours Ctrl-C within a chunk.
+    """
     n = len(x)
     totals = None
     for start in range(0, n, EVAL_CHUNK):
+        fault_point("evaluation")
+        if should_stop():
+            raise KeyboardInterrupt
         xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
         mask = np.ones(len(xb), np.float32)
         if len(xb) < EVAL_CHUNK and n > EVAL_CHUNK:  # pad to one compiled shape

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from normlab.data import BatchIterator, Dataset, augment_cifar
-from normlab.errors import NormlabError
+from normlab.errors import NormlabError, fault_point
 from normlab.experiments.build import (  # noqa: F401 (re-exported: the runner's building API)
     PROBE_SETTINGS,
     batch_iterator,
@@ -65,6 +65,16 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, path: Path, step: int):
         super().__init__(f"interrupted at step {step}")
         self.path, self.step = path, step
+
+
+class ReportInterrupted(KeyboardInterrupt):
+    """Training finished, the report did not; run.json says ``"report": "interrupted"``."""
+
+    training_complete = True
+
+    def __init__(self, path: Path):
+        super().__init__("report interrupted")
+        self.path = path
 
 
 @dataclass
@@ -233,14 +243,27 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
 
 
 def _with_report(result: RunResult, wanted: bool) -> RunResult:
-    """``result`` with the run's report written (the report stage is optional for a bare install)."""
+    """``result`` with the run's report written (the report stage is optional for a bare install).
+
+    Its progress is recorded in run.json (``report``: writing, written, skipped, interrupted), so
+    a run killed or interrupted while its report was drawn says so and what rebuilds it.
+    """
     if not wanted:
         return result
+    store = RunStore.open(result.path)
     try:
         from normlab.report import write_report
     except ImportError:
+        store.update_info(report="skipped")
         return result
-    return replace(result, report=write_report([result.path], out=result.path / "report"))
+    store.update_info(report="writing")  # what a SIGKILL during the report leaves: honest
+    try:
+        report = write_report([result.path], out=result.path / "report")
+    except KeyboardInterrupt:
+        store.update_info(report="interrupted")
+        raise ReportInterrupted(result.path) from None
+    store.update_info(report="written")
+    return replace(result, report=report)
 
 
 def choose_probe_schedule(config, dataset, specs, states, probes, compiled) -> dict:
@@ -308,8 +331,8 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
 
     def run_evaluation(s):
         rows = []
-        test = evaluate(group_eval, states, dataset.x_test, dataset.y_test)
-        train_part = evaluate(group_eval, states, train_eval_x, train_eval_y)
+        test = evaluate(group_eval, states, dataset.x_test, dataset.y_test, should_stop)
+        train_part = evaluate(group_eval, states, train_eval_x, train_eval_y, should_stop)
         for i, name in enumerate(names):
             if name in diverged:
                 continue
@@ -325,6 +348,11 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
         store.save_checkpoint(s, states, extra={"diverged": diverged})
 
     started = time.perf_counter()
+    stop = None
+
+    def should_stop():
+        return stop is not None and stop.requested
+
     try:
         with (
             CompileTimer() as compile_timer,
@@ -336,6 +364,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
                 run_evaluation(start)
                 store.flush()
             while step < total:
+                fault_point("training")
                 if stop.requested:
                     raise KeyboardInterrupt
                 x, y = full_batch if full_batch is not None else _batch(config, dataset, batches, step)
@@ -371,7 +400,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
         try:
             read_back()
             save(step)
-        except Exception:  # a second signal inside a compiled call: its donated inputs are gone
+        except BaseException:  # a second signal (or one inside a compiled call, whose donated inputs are gone)
             checkpointed = store.latest_checkpoint_step() or 0
             store.truncate_after(checkpointed - 1, keep_checkpoints=True)
         store.set_status("interrupted", diverged=diverged, steps_done=checkpointed)

@@ -80,10 +80,14 @@ def run_sweep(
     directory = new_run_dir(Path(out), f"sweep-{base.preset}")
     _write_sweep_file(directory, base, grid, seeds, points, status="running")
     if executor == "local":
-        results = [
-            run_experiment(config, run_dir=directory / point.name, quiet=quiet, report=False)
-            for point, config in zip(points, configs)
-        ]
+        try:
+            results = [
+                run_experiment(config, run_dir=directory / point.name, quiet=quiet, report=False)
+                for point, config in zip(points, configs)
+            ]
+        except KeyboardInterrupt:  # the member says where it stopped; the sweep records that it did
+            _write_sweep_file(directory, base, grid, seeds, points, status="interrupted")
+            raise
     elif executor == "ray":
         results = _run_on_ray(configs, [directory / point.name for point in points])
     else:

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.animation import AbstractMovieWriter, FFMpegWriter, FuncAnimation, PillowWriter
 from matplotlib.legend import Legend
 
+from normlab.errors import fault_point
 from normlab.report.series import (
     Series,
     figure_legend,
@@ -105,6 +106,7 @@ class HistogramAnimation:
 
     def draw(self, frame: int):
         """Show measurement step ``self.steps[frame]``; returns the changed artists."""
+        fault_point("animation")
         step = self.steps[frame]
         changed = []
         for panel, layer in enumerate(self.layers):

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from normlab.errors import fault_point
 from normlab.report.figures.activations import activations_section
 from normlab.report.figures.curvature import curvature_section
 from normlab.report.figures.distance import distance_section
@@ -67,6 +68,7 @@ def write_report(paths, *, out, formats=("png",), video: bool | None = None) -> 
     rendered = []
     with report_style():
         for builder in SECTION_BUILDERS:
+            fault_point("report")
             # Sweep curves summarize every run; the other figures overlay a readable few.
             runs = runset if builder is sweep_section else shown
             section = _render_section(builder, runs, out, formats, video)
@@ -93,6 +95,7 @@ def _render_section(builder, runset: RunSet, out: Path, formats, video) -> Rende
     try:
         section = builder(runset)
     except Exception as error:  # one broken figure must not cost the user the rest of the report
+        _reraise_interrupt(error)
         name = builder.__name__.removesuffix("_section")
         return RenderedSection(Section(name, name.capitalize()), [_failure(f"section {name}", error)])
     items = []
@@ -100,8 +103,23 @@ def _render_section(builder, runset: RunSet, out: Path, formats, video) -> Rende
         try:
             items.append(_render_item(item, out, formats, video))
         except Exception as error:
+            _reraise_interrupt(error)
             items.append(_failure(getattr(item, "title", "item"), error))
     return RenderedSection(section, items)
+
+
+def _reraise_interrupt(error: BaseException) -> None:
+    """Raise ``KeyboardInterrupt`` if ``error`` was raised while handling one.
+
+    Ctrl-C during the MP4 encoding also stops ffmpeg (same process group); matplotlib's writer then
+    raises ``CalledProcessError`` from its cleanup, which would hide the interrupt as a figure failure.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        seen.add(id(error))
+        error = error.__context__
 
 
 def _failure(what: str, error: Exception) -> RenderedItem:

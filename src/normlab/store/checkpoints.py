@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normlab.errors import NormlabError
+from normlab.errors import NormlabError, fault_point
 from normlab.store.files import encode_json, read_json, write_bytes_atomically
 from normlab.store.layout import checkpoint_extra_name, checkpoint_name
 
@@ -105,6 +105,7 @@ def save(directory: Path, step: int, tree, extra: dict | None) -> None:
     extra_bytes = encode_json(extra or {})
     payload = encode_checkpoint(step, tree, extra_bytes)  # encode before touching files: a failure writes nothing
     write_bytes_atomically(directory / checkpoint_extra_name(step), extra_bytes)
+    fault_point("checkpoint")
     write_bytes_atomically(directory / checkpoint_name(step), payload)
 
 

@@ -18,6 +18,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from normlab.errors import fault_point
+
 # Temporary files carry this marker so a later ``RunStore.open`` can tell its own leftovers from
 # anything a user put in the run directory.
 TMP_MARKER = ".normlab-tmp-"
@@ -62,6 +64,7 @@ def replacing(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_file(tmp)
+        fault_point("write")  # the new content complete beside the old file
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -99,6 +102,7 @@ def append_durably(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
         old_size = os.fstat(fd).st_size
+        fault_point("append")
         try:
             _write_all(fd, data)
             os.fsync(fd)
