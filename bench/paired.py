@@ -1,8 +1,9 @@
 """Paired training speed, quickstart end to end, and memory against run length.
 
-1. paired step: steps/s of the pair stepped by one compiled function (normlab's group step)
-   against the same two networks stepped by two separately jitted single-network steps, mlp on
-   28x28 inputs, batch 32, Adam (the Part 1 setting); interleaved repeats, medians.
+1. paired step: steps/s of the pair stepped by one compiled function (``group_step=fused``)
+   against the same two networks each stepped by its own compiled step (``group_step=isolated``,
+   the default, which makes a network's result independent of its group): an mlp (the Part 1
+   setting) and a small VGG; interleaved repeats, medians.
 2. quickstart end to end: wall time of `run_experiment(quickstart)` and the share JAX spent
    tracing and compiling (summed from jax.monitoring events).
 3. peak memory (max RSS of a fresh process) of a quickstart-sized run at 200 and at 2,000 steps:
@@ -30,42 +31,47 @@ from timing import interleaved_medians, print_table  # noqa: E402
 
 from normlab.data import load_dataset  # noqa: E402
 from normlab.experiments import apply_overrides, get_preset, run_experiment  # noqa: E402
-from normlab.experiments.runner import build_group, make_group_step  # noqa: E402
-from normlab.train import train_step  # noqa: E402
+from normlab.experiments.build import build_group  # noqa: E402
+from normlab.experiments.compiled import make_group_step  # noqa: E402
 
 
-def bench_paired_step(repeats: int, steps_per_sample: int = 200):
-    config = apply_overrides(get_preset("part1").config, ["dataset=synthetic", "batch_size=32", "steps=1000"])
-    dataset = load_dataset("synthetic", image_size=28, num_train=1024)
-    specs, states = build_group(config, dataset)
-    x = jnp.asarray(dataset.x_train[:32])
-    y = jnp.asarray(dataset.y_train[:32])
+def _pair_rates(preset: str, settings: list[str], repeats: int, steps_per_sample: int):
+    """Steps/s of the pair with the fused group step and with the isolated (default) one."""
+    config = apply_overrides(get_preset(preset).config, settings)
+    dataset = load_dataset(config.dataset)
+    specs, _ = build_group(config, dataset)
+    x = jnp.asarray(dataset.x_train[: config.batch_size])
+    y = jnp.asarray(dataset.y_train[: config.batch_size])
     step_index = jnp.asarray(0, jnp.int32)
-    group_step = make_group_step(specs, ())
-    init = tuple({} for _ in states)  # no probes: nothing kept from step 0
-    singles = [jax.jit(lambda s, x, y, spec=spec: train_step(spec, s, x, y), donate_argnums=(0,)) for spec in specs]
-    state_box = {"pair": build_group(config, dataset)[1], "single": list(build_group(config, dataset)[1])}
+    steps = {"fused": make_group_step(specs, (), fused=True), "isolated": make_group_step(specs, ())}
+    state_box = {name: build_group(config, dataset)[1] for name in steps}
+    init = tuple({} for _ in specs)  # no probes: nothing kept from step 0
 
-    def run_pair():
-        s = state_box["pair"]
-        for _ in range(steps_per_sample):
-            s, metrics, _ = group_step(s, x, y, step_index, init)
-        state_box["pair"] = s
-        return metrics
+    def runner(name):
+        def run():
+            s = state_box[name]
+            for _ in range(steps_per_sample):
+                s, metrics, _ = steps[name](s, x, y, step_index, init)
+            state_box[name] = s
+            return metrics
+        return run
 
-    def run_singles():
-        s = state_box["single"]
-        for _ in range(steps_per_sample):
-            s = [single(si, x, y)[0] for single, si in zip(singles, s)]
-        state_box["single"] = s
-        return s[-1].params
+    medians = interleaved_medians({name: runner(name) for name in steps}, repeats=repeats)
+    return {name: steps_per_sample / seconds for name, seconds in medians.items()}
 
-    medians = interleaved_medians({"pair": run_pair, "two singles": run_singles}, repeats=repeats)
-    pair_rate = steps_per_sample / medians["pair"]
-    single_rate = steps_per_sample / medians["two singles"]
-    return [
-        ("mlp+BN pair, batch 32, Adam", f"{pair_rate:.0f}", f"{single_rate:.0f}", f"{pair_rate / single_rate:.2f}x")
+
+def bench_paired_step(repeats: int):
+    workloads = [
+        ("mlp+BN pair, 28x28, batch 32, Adam", "part1", ["dataset=synthetic", "batch_size=32", "steps=1000"], 200),
+        ("vgg width 0.125 + BN pair, 32x32x3, batch 32", "santurkar_vgg",
+         ["dataset=synthetic_cifar", "width=0.125", "batch_size=32", "steps=1000", "networks=none,batch"], 5),
     ]
+    rows = []
+    for label, preset, settings, steps_per_sample in workloads:
+        rates = _pair_rates(preset, settings, repeats, steps_per_sample)
+        rows.append((label, f"{rates['fused']:.0f}", f"{rates['isolated']:.0f}",
+                     f"{rates['fused'] / rates['isolated']:.2f}x"))
+    return rows
 
 
 def bench_quickstart():
@@ -101,7 +107,7 @@ def main():
     args = parser.parse_args()
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s)")
     print_table("paired step (steps/s, medians of interleaved repeats)", bench_paired_step(args.repeats),
-                ("workload", "pair in one jit", "two separate jits", "speed-up"))
+                ("workload", "fused (one jit)", "isolated (default)", "fused speed-up"))
     wall, compile_seconds = bench_quickstart()
     print_table(
         "quickstart end to end",

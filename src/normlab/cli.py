@@ -14,6 +14,7 @@ from pathlib import Path
 from normlab.errors import NormlabError
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -344,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         print(_interrupted_message(interrupt), file=sys.stderr, flush=True)
         return 130
+    except OSError as error:  # a full or unwritable disk: the run says "failed" where it still could
+        where = f" {error.filename}" if error.filename else ""
+        print(f"normlab: error: cannot write{where}: {error.strerror or error}", file=sys.stderr, flush=True)
+        return EXIT_FAILURE
     finally:
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)

@@ -1,9 +1,12 @@
-"""The compiled functions of a run: one group step (train every network, measure the due probes)
-and one group evaluation, each a single ``jax.jit`` over all networks of the group."""
+"""The compiled functions of a run: the group step (train every network, measure the due probes)
+and the group evaluation. By default (``group_step=isolated``) each is one ``jax.jit`` per
+network, so a network's compiled arithmetic never depends on its companions; ``fused`` makes each
+a single ``jax.jit`` over the whole group (faster for small networks, see bench/paired.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -14,16 +17,34 @@ from normlab.probes import ProbeContext, SharedPieces
 from normlab.train import NetworkSpec, evaluate_batch, train_step
 
 EVAL_CHUNK = 500
+GROUP_STEPS = ("isolated", "fused")  # the choices of Config.group_step
 
 
-def make_group_step(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callable:
-    """One jitted function stepping every network of the group (and measuring ``probes``).
+def make_group_step(specs: tuple[NetworkSpec, ...], probes: tuple, *, fused: bool = False) -> Callable:
+    """A function stepping every network of the group (and measuring ``probes``).
 
     ``(states, x, y, step, setups) -> (new_states, metrics (networks, 2), probe_outputs)``;
     ``metrics[i] = (loss, accuracy)`` of network i on this batch before its update; ``setups``
     from ``probe_setups``. Each network's probes share one ``SharedPieces``, created here inside
     the trace: a piece several probes need is computed once per network and step.
+    ``fused``: one jitted function for the group; else (the default) one per network, so that a
+    network's compiled arithmetic, and hence its trajectory, never depends on its companions.
     """
+    if fused:
+        return _jitted_group_step(specs, probes)
+    singles = [_jitted_group_step((spec,), probes) for spec in specs]
+
+    def isolated_step(states, x, y, step, setups):
+        results = [single((state,), x, y, step, (setup,)) for single, state, setup in zip(singles, states, setups)]
+        new_states = tuple(state for result in results for state in result[0])
+        outputs = tuple(output for result in results for output in result[2])
+        return new_states, jnp.concatenate([result[1] for result in results]), outputs
+
+    return isolated_step
+
+
+def _jitted_group_step(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callable:
+    """One jitted function stepping the networks of ``specs`` (see ``make_group_step``)."""
 
     def group_step(states, x, y, step, setups):
         new_states, metrics, outputs = [], [], []
@@ -51,13 +72,18 @@ def make_group_step(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callable:
     return jax.jit(group_step, donate_argnums=(0,))
 
 
-def make_group_eval(specs: tuple[NetworkSpec, ...]) -> Callable:
-    """Jitted ``(states, x, y, mask) -> (networks, 2)`` summed loss and correct count, eval mode."""
+def make_group_eval(specs: tuple[NetworkSpec, ...], *, fused: bool = False) -> Callable:
+    """``(states, x, y, mask) -> (networks, 2)`` summed loss and correct count, eval mode; jitted
+    for the whole group if ``fused``, else per network (as ``make_group_step``)."""
 
-    def group_eval(states, x, y, mask):
+    def group_eval(specs, states, x, y, mask):
         return jnp.stack([jnp.stack(evaluate_batch(spec, state, x, y, mask)) for spec, state in zip(specs, states)])
 
-    return jax.jit(group_eval)
+    if fused:
+        return jax.jit(partial(group_eval, specs))
+    singles = [jax.jit(partial(group_eval, (spec,))) for spec in specs]
+    return lambda states, x, y, mask: jnp.concatenate(
+        [single((state,), x, y, mask) for single, state in zip(singles, states)])
 
 
 def evaluate(group_eval, states, x: np.ndarray, y: np.ndarray, should_stop=lambda: False) -> np.ndarray:

@@ -36,6 +36,10 @@ class Config:
     norm_position: str = "before_activation"  # or "after_activation"
     dropout: float = 0.0
     conv_path: str = "auto"  # "auto", "xla" (lax.conv_general_dilated), "im2col" or "shifted"
+    # "isolated": each network's step compiled on its own, so its trajectory is bit-identical alone or
+    # in any group; "fused": one compiled step for the whole group (faster for small nets, but XLA
+    # may then round a network's arithmetic differently depending on which networks share its group)
+    group_step: str = "isolated"
     bn_momentum: float = 0.99  # running average: ra = m*ra + (1-m)*batch (Flax convention)
     bn_running_var: str = "biased"  # "biased" (Flax) or "unbiased" (PyTorch, BN15 inference)
     # --- optimization
@@ -186,6 +190,7 @@ def changed_settings(config: Config, base: Config) -> dict[str, object]:
 def choices() -> dict[str, tuple[str, ...]]:
     """The allowed values of the settings with a fixed set, from the stages that own the choices."""
     # Imported here: the config module stays importable without JAX (CLI help, config files).
+    from normlab.experiments.compiled import GROUP_STEPS
     from normlab.models import CONV_PATHS, NORM_POSITIONS
     from normlab.norms.batch import RUNNING_VAR_CHOICES
     from normlab.probes.base import BN_MODES
@@ -197,6 +202,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     return {
         "norm_position": tuple(NORM_POSITIONS),
         "conv_path": tuple(CONV_PATHS),
+        "group_step": tuple(GROUP_STEPS),
         "bn_running_var": tuple(RUNNING_VAR_CHOICES),
         "optimizer": tuple(OPTIMIZERS),
         "lr_schedule": tuple(SCHEDULES),

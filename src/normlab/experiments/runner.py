@@ -2,7 +2,8 @@
 the functions of ``experiments.compiled``), its bookkeeping, progress, signals and the store.
 
 All networks of a group are built from one seed (every shared parameter identical at step 0),
-see the identical batch sequence, and are stepped by *one* compiled function per step. The host
+see the identical batch sequence, and are stepped together at every step (by one compiled
+function per network, or one for the group with ``group_step=fused``). The host
 reads metrics back only every ``log_every`` steps; batches are gathered while the previous step
 runs (JAX dispatch is asynchronous). Everything a run knows is written to its run directory
 through ``normlab.store``; a run can be resumed from its last checkpoint to the same result.
@@ -43,7 +44,7 @@ from normlab.experiments.presets import PRESETS
 from normlab.experiments.start import write_start_views
 from normlab.probes import active_probes, at_steps, probe_meta, probe_setups
 from normlab.probes.budget import budget_schedules, measured_costs
-from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
+from normlab.store import RunStore, check_output_root, collect_provenance, load_run, new_run_dir
 from normlab.train.compile_cache import (
     CacheEvents,
     active_compile_cache_dir,
@@ -176,6 +177,7 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
     together, so they pass False).
     """
     configure_compile_cache(compile_cache_dir())
+    check_output_root(Path(run_dir).parent if run_dir is not None else out)
     dataset, specs, states = prepare(config)  # builds and validates before anything is written
     probes = build_probes(config)
     path = Path(run_dir) if run_dir is not None else new_run_dir(Path(out), config.preset)
@@ -281,7 +283,7 @@ def choose_probe_schedule(config, dataset, specs, states, probes, compiled) -> d
     def step_seconds(due):
         key = frozenset(p.name for p in due)
         if key not in compiled:
-            compiled[key] = make_group_step(specs, due)
+            compiled[key] = make_group_step(specs, due, fused=config.group_step == "fused")
         copies = jax.tree.map(jnp.copy, states)  # the step donates its input states
         jax.block_until_ready(copies)
         begin = time.perf_counter()
@@ -308,7 +310,8 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
     batches = batch_iterator(config, dataset)
     eval_every = config.eval_every or (total if config.full_batch else batches.steps_per_epoch)
     checkpoint_every = config.checkpoint_every or eval_every
-    group_eval = make_group_eval(specs)
+    fused = config.group_step == "fused"
+    group_eval = make_group_eval(specs, fused=fused)
     compiled = {} if compiled is None else compiled
     train_eval_x, train_eval_y = _train_eval_subset(config, dataset)
     full_batch = (jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)) if config.full_batch else None
@@ -371,7 +374,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
                 due = active_probes(probes, step)
                 key = frozenset(p.name for p in due)
                 if key not in compiled:
-                    compiled[key] = make_group_step(specs, due)
+                    compiled[key] = make_group_step(specs, due, fused=fused)
                 states, metrics, outputs = compiled[key](states, x, y, jnp.asarray(step, jnp.int32), setups)
                 pending.add(step, metrics, outputs if due else None)
                 step += 1
@@ -406,8 +409,14 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
         store.set_status("interrupted", diverged=diverged, steps_done=checkpointed)
         raise RunInterrupted(store.path, checkpointed) from None
     except Exception as error:
-        store.flush()
-        store.set_status("failed", error=f"{type(error).__name__}: {error}", steps_done=step)
+        try:  # what can still be written is: a full disk may refuse these too
+            store.flush()
+        except OSError:
+            pass
+        try:
+            store.set_status("failed", error=f"{type(error).__name__}: {error}", steps_done=step)
+        except OSError:
+            pass
         raise
     return RunResult(
         path=store.path, status=status, steps=step, diverged=dict(diverged), final=final_metrics(store.path)

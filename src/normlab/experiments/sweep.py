@@ -15,7 +15,7 @@ from pathlib import Path
 from normlab.errors import NormlabError
 from normlab.experiments.config import Config, apply_overrides, parse_value, to_dict
 from normlab.experiments.runner import RunResult, run_experiment
-from normlab.store import new_run_dir
+from normlab.store import check_output_root, new_run_dir
 from normlab.store.files import read_json, write_json_atomically
 
 SWEEP_FILE = "sweep.json"
@@ -77,6 +77,7 @@ def run_sweep(
         raise NormlabError("a sweep needs at least one seed")
     points = sweep_points(grid, seeds)
     configs = [member_config(base, point) for point in points]  # validate all before running any
+    check_output_root(out)
     directory = new_run_dir(Path(out), f"sweep-{base.preset}")
     _write_sweep_file(directory, base, grid, seeds, points, status="running")
     if executor == "local":

@@ -7,7 +7,7 @@ The on-disk layout is described in ``normlab.store.layout`` and docs/INTERFACES.
 from normlab.store.layout import is_run_dir
 from normlab.store.provenance import collect_provenance
 from normlab.store.reader import Run, load_run
-from normlab.store.writer import STATUSES, TERMINAL_STATUSES, RunStore, new_run_dir
+from normlab.store.writer import STATUSES, TERMINAL_STATUSES, RunStore, check_output_root, new_run_dir
 
 __all__ = [
     "STATUSES",
@@ -18,4 +18,5 @@ __all__ = [
     "is_run_dir",
     "load_run",
     "new_run_dir",
+    "check_output_root",
 ]

@@ -38,6 +38,24 @@ def now_iso() -> str:
     return _datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def check_output_root(root) -> Path:
+    """``root`` if run directories can be made under it, else a one-line ``NormlabError``.
+
+    Checked before a run starts: a ``--out`` that is a file, lies under a file, or is not writable
+    is refused with one line instead of failing after the work began.
+    """
+    root = Path(root)
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == root else f"lies under the file {existing}"
+        raise NormlabError(f"cannot make run directories under {root}: it {where}; pass a directory to --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NormlabError(f"cannot make run directories under {root}: {existing} is not writable")
+    return root
+
+
 def new_run_dir(root, name: str) -> Path:
     """Create and return a fresh empty directory ``<root>/<YYYYmmdd-HHMMSS>-<name>``.
 
@@ -46,15 +64,17 @@ def new_run_dir(root, name: str) -> Path:
     parallel processes, can never be given the same directory.
     """
     layout.check_component_name("run", name)
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root = check_output_root(root)
     base = f"{_datetime.datetime.now():%Y%m%d-%H%M%S}-{name}"
     for attempt in range(1, 10_000):
         candidate = root / (base if attempt == 1 else f"{base}-{attempt}")
         try:
+            root.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
         except FileExistsError:
             continue
+        except OSError as error:  # a path the checks could not foresee (read-only file system, ...)
+            raise NormlabError(f"cannot make run directories under {root}: {error.strerror}") from None
         return candidate
     raise NormlabError(f"could not find a free run directory name for {base} in {root}")
 
