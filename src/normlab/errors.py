@@ -41,25 +41,33 @@ def check_name(kind: str, name: str, valid) -> str:
 # ------------------------------------------------------------------------------- fault points
 
 FAULT_ENVIRONMENT = "NORMLAB_FAULT"
-_fault_passages = [0]  # fault points passed by this process
+_fault_passages: dict[str, int] = {}  # fault points passed by this process, per phase and in all ("")
 
 
 def fault_point(phase: str) -> None:
     """A named moment of a run (a training step, an evaluation chunk, a checkpoint or report write)
     where the reliability tests inject faults; nothing happens unless ``$NORMLAB_FAULT`` asks:
 
-    - ``kill:N`` -- SIGKILL this process at the N-th fault point it passes (any phase);
+    - ``kill:N`` -- SIGKILL this process at the N-th fault point it passes;
+      ``kill:N:PHASE`` -- at the N-th point of ``PHASE`` (the phase is printed to stderr first);
     - ``hold:PHASE`` -- at the first point of ``PHASE``, print ``normlab-hold: PHASE`` to stderr and
       wait (up to a minute) until a SIGINT/SIGTERM arrives, which is then handled as it would have
       been there, so a test can interrupt each phase deterministically.
+
+    Phases: training, evaluation, checkpoint, write (an atomic replacement, new file complete),
+    append (metrics), report (a section), animation (a frame).
     """
     plan = os.environ.get(FAULT_ENVIRONMENT)
     if not plan:
         return
-    _fault_passages[0] += 1
+    for key in ("", phase):
+        _fault_passages[key] = _fault_passages.get(key, 0) + 1
     action, _, argument = plan.partition(":")
-    if action == "kill" and _fault_passages[0] == int(argument):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "kill":
+        count, _, wanted = argument.partition(":")
+        if wanted in ("", phase) and _fault_passages[wanted] == int(count):
+            print(f"normlab-kill: {phase}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
     elif action == "hold" and argument == phase:
         os.environ.pop(FAULT_ENVIRONMENT)  # once per process
         _hold_until_signal(phase)
