@@ -25,11 +25,10 @@ def tiny_config(*extra: str):
 
 
 def subprocess_env(**extra: str) -> dict:
-    """The environment of a normlab subprocess: this source tree, the CPU, a shared compilation
-    cache (the processes of one test compile the same functions: only the first pays)."""
-    return {**os.environ, "PYTHONPATH": str(SOURCE), "JAX_PLATFORMS": "cpu",
-            "JAX_COMPILATION_CACHE_DIR": os.environ["NORMLAB_TEST_COMPILATION_CACHE"], "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0", **extra}
+    """The environment of a normlab subprocess: this source tree, the CPU, and the tests' shared
+    ``NORMLAB_COMPILE_CACHE`` (the processes of one test compile the same functions: only the
+    first pays)."""
+    return {**os.environ, "PYTHONPATH": str(SOURCE), "JAX_PLATFORMS": "cpu", **extra}
 
 
 def assert_same_run(a_path, b_path) -> None:

@@ -1,14 +1,18 @@
 """The reliability tests run the same tiny run many times, in this process and in subprocesses:
-a persistent compilation cache (one per test session) lets only the first compile each function."""
+normlab's compilation cache (``NORMLAB_COMPILE_CACHE``), pointed at one throw-away directory
+for these tests only, lets only the first of them compile each function."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import pytest
 
-import jax
+from normlab.train.compile_cache import ENV_VARIABLE, configure_compile_cache
 
-CACHE = os.environ.setdefault("NORMLAB_TEST_COMPILATION_CACHE", tempfile.mkdtemp(prefix="normlab-jax-cache-"))
-jax.config.update("jax_compilation_cache_dir", CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+@pytest.fixture(scope="package", autouse=True)
+def shared_compile_cache(tmp_path_factory):
+    """``$NORMLAB_COMPILE_CACHE`` (inherited by subprocesses) for this package; restored after."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENV_VARIABLE, str(tmp_path_factory.mktemp("compile-cache")))
+        yield
+    configure_compile_cache(None)  # the next run outside this package configures its own again

@@ -61,7 +61,7 @@ def test_invalid_command_lines_are_one_line_and_exit_2(capsys, tmp_path, preset,
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(out=st.sampled_from(["file", "file/child", "/proc/self/x", "/dev/null", "ok/nested/dir"]))
 def test_out_paths_are_refused_in_one_line_or_used(capsys, tmp_path, out):
     CASES["tried"] += 1

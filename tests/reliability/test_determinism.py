@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 
 import pandas as pd
 
@@ -15,14 +14,14 @@ from normlab.experiments.sweep import load_sweep
 from normlab.store import is_run_dir, load_run
 from reliability_helpers import TINY, subprocess_env
 
-# Each process imports normlab, then waits for the common start time: the commands begin together.
+# Each process imports normlab, says so, and waits for the word go: the commands begin together.
 STARTER = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from normlab.cli import main
-    start = float(sys.argv[1])
-    time.sleep(max(0.0, start - time.time()))
-    sys.exit(main(sys.argv[2:]))
+    print("ready", flush=True)
+    sys.stdin.readline()
+    sys.exit(main(sys.argv[1:]))
     """
 )
 COMMANDS = {
@@ -44,12 +43,16 @@ def _metrics(path) -> pd.DataFrame:
 
 def test_two_processes_give_bit_identical_metrics_and_never_share_a_directory(tmp_path):
     out = tmp_path / "runs"
-    start = time.time() + 25  # after every process has imported normlab (a loaded machine is slow)
     processes = [
-        subprocess.Popen([sys.executable, "-c", STARTER, str(start), *argv, "--out", str(out)],
+        subprocess.Popen([sys.executable, "-c", STARTER, *argv, "--out", str(out)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
         for argv in COMMANDS.values() for _copy in range(2)
     ]
+    for process in processes:  # every one has imported normlab ...
+        assert process.stdout.readline().strip() == "ready", process.stderr.read()
+    for process in processes:  # ... before any starts
+        process.stdin.write("go\n")
+        process.stdin.flush()
     for process in processes:
         _, stderr = process.communicate(timeout=900)
         assert process.returncode == 0, stderr
