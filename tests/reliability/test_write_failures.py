@@ -10,8 +10,7 @@ import pytest
 
 from normlab.cli import main
 from normlab.experiments import run_experiment
-from normlab.store import load_run
-from normlab.store import writer
+from normlab.store import load_run, writer
 from reliability_helpers import TINY, tiny_config
 
 
@@ -71,4 +70,5 @@ def test_a_bad_out_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, monk
         assert main([*command, "--out", str(out), "--set", *TINY]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and f"cannot make run directories under {out}" in lines[0], lines
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a-file"] + (["locked"] if kind == "unwritable" else []))
+    expected = ["a-file"] + (["locked"] if kind == "unwritable" else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)

@@ -2,8 +2,9 @@
 
 ``config.validate`` checks each setting on its own (types, ranges, choices); what only the data
 and the built networks can say is checked here: batch and evaluation sizes against the split
-sizes, the tracked layer, unit and kernel entry against the model. ``normlab config`` and ``normlab run`` both call :func:`check_against_data`, so they
-refuse the same things with the same one-line message naming the setting.
+sizes, the tracked layer, unit and kernel entry against the model. ``normlab config`` and
+``normlab run`` both call :func:`check_against_data`, so they refuse the same things with the same
+one-line message naming the setting.
 """
 
 from __future__ import annotations

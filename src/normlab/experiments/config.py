@@ -250,10 +250,10 @@ def validate(config: Config) -> Config:
         raise NormlabError("setting 'networks' needs at least one norm name")
     if len(set(config.networks)) != len(config.networks):
         raise NormlabError(f"setting 'networks' has a repeated name: {','.join(config.networks)}")
-    for key, (low, high, allowed) in _RANGES.items():
+    for key, (low, high, meaning) in _RANGES.items():
         value = getattr(config, key)
         if not (math.isfinite(value) and low(value) and high(value)):
-            raise NormlabError(f"setting {key!r} must be {allowed}; got {value}")
+            raise NormlabError(f"setting {key!r} must be {meaning}; got {value}")
     for key, tp in _field_types().items():  # step counters and seeds are int32 inside compiled code
         values = getattr(config, key) if typing.get_origin(tp) is tuple else (getattr(config, key),)
         for value in values:

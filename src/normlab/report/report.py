@@ -108,13 +108,13 @@ def _render_section(builder, runset: RunSet, out: Path, formats, video) -> Rende
     return RenderedSection(section, items)
 
 
-def _reraise_interrupt(error: BaseException) -> None:
+def _reraise_interrupt(error: BaseException | None) -> None:
     """Raise ``KeyboardInterrupt`` if ``error`` was raised while handling one.
 
     Ctrl-C during the MP4 encoding also stops ffmpeg (same process group); matplotlib's writer then
     raises ``CalledProcessError`` from its cleanup, which would hide the interrupt as a figure failure.
     """
-    seen = set()
+    seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):
             raise KeyboardInterrupt from None

@@ -246,7 +246,7 @@ class RunStore:
         """``(step, damaged)``: the newest checkpoint whose checksums verify (None if none does),
         and ``(path, reason)`` of every newer one that does not."""
         directory = self.path / layout.CHECKPOINTS_DIR
-        damaged = []
+        damaged: list[tuple[Path, str]] = []
         for step in reversed(self.checkpoint_steps()):
             reason = checkpoints.damage(directory, step)
             if reason is None:
