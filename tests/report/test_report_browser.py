@@ -110,4 +110,5 @@ def test_report_of_a_real_tiny_run_opens_in_chromium(tmp_path):
     assert "4 of the 4 kernels have the same SHA-256 fingerprint in all of none, batch" in html
     assert html.index('id="findings"') < html.index('id="start"') < html.index('id="runs"')
     left_out = html.split('id="left-out"')[1].split("</section>")[0]
-    assert "<b>Sweep curves</b>" in left_out and left_out.count("<li>") == 1  # only the sweep is missing
+    # only the sweep and the curvature probes (not measured by this run) are missing
+    assert "<b>Sweep curves</b>" in left_out and "<b>Hessian curvature" in left_out and left_out.count("<li>") == 2
