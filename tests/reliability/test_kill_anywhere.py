@@ -1,6 +1,7 @@
 """SIGKILL at 20 seeded moments (training, evaluation, checkpoint writes, appends, the report, the
-animation): after each kill ``load_run`` and ``normlab report`` work, and resuming ends with metrics
-and probe arrays identical to an uninterrupted run.
+animation): after each kill ``load_run`` reads every array, after the first kill in each phase
+``normlab report`` works, and resuming ends with metrics and probe arrays identical to an
+uninterrupted run.
 
 The kills are chained (kill, resume, kill the resume, ...). To keep JAX's start-up out of every
 one of them, the processes are forked from one "zygote" that imported normlab but never started
@@ -65,6 +66,7 @@ def test_sigkill_at_twenty_moments_resumes_to_the_uninterrupted_result(tmp_path)
     reference = run_experiment(tiny_config(), run_dir=tmp_path / "reference", quiet=True).path
     rng = random.Random(11)
     kills, chains, zygote = [], 0, Zygote()
+    reported_phases: set[str] = set()
     try:
         while len(kills) < KILLS:
             chains += 1
@@ -88,7 +90,9 @@ def test_sigkill_at_twenty_moments_resumes_to_the_uninterrupted_result(tmp_path)
                 for probe in run.probe_names:
                     for network in run.networks(probe):
                         run.probe(probe, network)
-                assert main(["report", str(runs[0]), "--out", str(tmp_path / f"report-{len(kills)}")]) == 0
+                if kills[-1] not in reported_phases:  # a report is seconds: once per phase killed in
+                    reported_phases.add(kills[-1])
+                    assert main(["report", str(runs[0]), "--out", str(tmp_path / f"report-{len(kills)}")]) == 0
                 finished = run.status == "completed"  # killed in the report: rebuilding it is what is left
                 argv = ["report", runs[0]] if finished else ["run", "--resume", runs[0], "--quiet"]
             assert_same_run(reference, runs[0])
