@@ -21,6 +21,7 @@ _EXPORTS = {
     "PRESETS": "normlab.experiments",
     "apply_overrides": "normlab.experiments",
     "get_preset": "normlab.experiments",
+    "preset_config": "normlab.experiments",
     "run_experiment": "normlab.experiments",
     "resume_experiment": "normlab.experiments",
     "load_run": "normlab.store",

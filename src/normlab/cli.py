@@ -31,24 +31,31 @@ def _print(text: str = "") -> None:
 # ---------------------------------------------------------------------------------------- run
 
 
-def _command_run(args) -> int:
-    from normlab.experiments import apply_overrides, get_preset, resume_experiment, run_experiment
+def _preset_and_config(args):
+    """The chosen preset (default: quickstart) at ``--size`` (default: the preset's own) with ``--set``."""
+    from normlab.experiments import apply_overrides, get_preset
     from normlab.experiments.presets import DEFAULT_PRESET
 
+    preset = get_preset(args.preset or DEFAULT_PRESET)
+    return preset, apply_overrides(preset.at_size(args.size), args.set or [])
+
+
+def _command_run(args) -> int:
+    from normlab.experiments import resume_experiment, run_experiment
+
     if args.resume:
-        if args.preset or args.set:
-            raise NormlabError("--resume continues a run with its stored config: give no PRESET and no --set")
+        if args.preset or args.set or args.size:
+            raise NormlabError("--resume continues a run with its stored config: give no PRESET, --size or --set")
         result = resume_experiment(args.resume, quiet=args.quiet)
         config = None
     else:
-        preset = get_preset(args.preset or DEFAULT_PRESET)
-        config = apply_overrides(preset.config, args.set or [])
+        preset, config = _preset_and_config(args)
         if args.no_report:
             from dataclasses import replace
 
             config = replace(config, report=False)
         if not args.quiet:
-            _print(f"normlab run {preset.name}: {preset.description}")
+            _print(f"normlab run {preset.name} --size {config.size}: {preset.description}")
         result = run_experiment(config, out=args.out, quiet=args.quiet)
     _print_summary(result, quiet=args.quiet)
     if result.report is not None and not args.quiet:
@@ -78,13 +85,10 @@ def _print_summary(result, *, quiet: bool) -> None:
 
 
 def _command_sweep(args) -> int:
-    from normlab.experiments import apply_overrides, get_preset
-    from normlab.experiments.presets import DEFAULT_PRESET
     from normlab.experiments.summary import sweep_summary_lines
     from normlab.experiments.sweep import parse_grid, run_sweep
 
-    preset = get_preset(args.preset or DEFAULT_PRESET)
-    config = apply_overrides(preset.config, args.set or [])
+    _preset, config = _preset_and_config(args)
     seeds = _parse_seeds(args.seeds)
     directory, _results = run_sweep(
         config,
@@ -124,7 +128,9 @@ def _command_list(args) -> int:
     from normlab.probes import probe_descriptions
 
     sections = [
-        ("presets", {name: preset.description for name, preset in PRESETS.items()}),
+        ("presets", {name: f"{preset.description} [sizes: "
+                     + ", ".join(size + (" (default)" if size == preset.default_size else "") for size in preset.sizes)
+                     + "]" for name, preset in PRESETS.items()}),
         ("datasets", DATASETS),
         ("models", MODELS),
         ("norms", NORMS),
@@ -160,17 +166,18 @@ def _command_describe(args) -> int:
 
 
 def _command_config(args) -> int:
-    from normlab.experiments import apply_overrides, get_preset
-    from normlab.experiments.build import prepare
-    from normlab.experiments.config import allowed_keys
-    from normlab.experiments.presets import DEFAULT_PRESET
+    import shutil
 
-    config = apply_overrides(get_preset(args.preset or DEFAULT_PRESET).config, args.set or [])
-    prepare(config)  # the checks against the dataset and models that `normlab run` makes
-    types = allowed_keys()
-    width = max(len(key) for key in types)
-    for key, type_name in types.items():
-        _print(f"{key:<{width}}  {getattr(config, key)!r:<28}  {type_name}")
+    from normlab.experiments.build import prepare
+    from normlab.experiments.explain import config_lines
+
+    preset, config = _preset_and_config(args)
+    dataset, _specs, _states = prepare(config)  # the checks against the dataset and models that `normlab run` makes
+    sizes = ", ".join(size + (" (default)" if size == preset.default_size else "") for size in preset.sizes)
+    heading = f"preset {preset.name} at size {config.size} (sizes: {sizes})" + (
+        f", with --set {' '.join(args.set)}" if args.set else "")
+    for line in config_lines(config, dataset, heading=heading, width=shutil.get_terminal_size((100, 24)).columns):
+        _print(line)
     return 0
 
 
@@ -213,7 +220,18 @@ def _settings_help() -> str:
     types, meanings = allowed_keys(), setting_meanings()
     width = max(len(key) for key in types)
     lines = [f"  {key:<{width}}  {types[key]}" + (f": {meanings[key]}" if meanings.get(key) else "") for key in types]
-    return "settings (--set KEY=VALUE; `normlab config PRESET` shows a preset's values):\n" + "\n".join(lines)
+    return ("settings (--set KEY=VALUE; `normlab config PRESET [--size S]` prints each with its value for that "
+            "preset and size, its type, its meaning and what 0 or \"\" means for it, then the steps, evaluations, "
+            "checkpoints and probe steps they come to, and how epochs and steps interact):\n" + "\n".join(lines))
+
+
+def _add_size(parser) -> None:
+    from normlab.experiments.config import SIZES
+
+    parser.add_argument(
+        "--size", metavar="SIZE",
+        help=f"the preset's size: {', '.join(SIZES)} (tiny: seconds on generated data; small: minutes on a "
+        "laptop CPU, the default; paper: the paper's setting); --set applies on top")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings (see `normlab config`)"
     )
+    _add_size(run)
     run.add_argument("--out", default="runs", help="directory under which the run directory is made (default: runs)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -255,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=V1,V2",
         help="values to sweep (tuple settings: items joined by +, e.g. networks=none+batch)",
     )
+    _add_size(sweep)
     sweep.add_argument("--seeds", default="0", help="seeds, e.g. 0,1,2 or 0-4 (default: 0)")
     sweep.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="settings shared by every member")
     sweep.add_argument(
@@ -282,9 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
         "config",
         epilog=settings_help,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="print every setting of a preset with its type",
+        help="print every setting of a preset with its value, type and meaning",
     )
     config.add_argument("preset", nargs="?", help="preset name (default: quickstart)")
+    _add_size(config)
     config.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings first")
     config.set_defaults(handler=_command_config)
 

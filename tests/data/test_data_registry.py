@@ -8,13 +8,14 @@ import pytest
 from normlab.data import DATASETS, NORMALIZATIONS, Dataset, dataset_names, dataset_options, load_dataset
 from normlab.errors import NormlabError, UnknownNameError
 
-OFFLINE = ["digits", "synthetic", "synthetic_cifar", "dln_gaussian"]
+OFFLINE = ["digits", "synthetic", "synthetic_cifar", "synthetic_mnist", "synthetic_fashion_mnist", "dln_gaussian"]
 
 
 def test_registry_lists_every_dataset_with_a_one_line_description():
     assert dataset_names() == tuple(DATASETS)
     assert set(dataset_names()) == {
-        "digits", "mnist", "fashion_mnist", "cifar10", "synthetic", "synthetic_cifar", "dln_gaussian"
+        "digits", "mnist", "fashion_mnist", "cifar10", "synthetic", "synthetic_cifar", "synthetic_mnist",
+        "synthetic_fashion_mnist", "dln_gaussian"
     }
     assert all(text and "\n" not in text for text in DATASETS.values())
 
@@ -154,3 +155,15 @@ def test_synthetic_cifar_is_shaped_like_cifar10():
     data = load_dataset("synthetic_cifar")
     assert data.input_shape == (32, 32, 3) and data.num_classes == 10
     assert data.x_train.shape == (2048, 32, 32, 3) and data.x_test.shape == (512, 32, 32, 3)
+
+
+@pytest.mark.parametrize("name, real", [("synthetic_mnist", "mnist"), ("synthetic_fashion_mnist", "fashion_mnist")])
+def test_the_mnist_stand_ins_have_the_real_datasets_shape_and_differ_from_each_other(name, real):
+    from normlab.data import dataset_shape
+
+    data = load_dataset(name)
+    assert (data.input_shape, data.num_classes) == dataset_shape(real) == ((28, 28, 1), 10)
+    assert data.x_train.shape == (2048, 28, 28, 1) and data.x_test.shape == (512, 28, 28, 1)
+    assert set(np.unique(data.y_train)) == set(range(10))
+    other = load_dataset("synthetic_fashion_mnist" if name == "synthetic_mnist" else "synthetic_mnist")
+    assert not np.allclose(data.x_train, other.x_train)

@@ -37,6 +37,10 @@ def _one_error_line(capsys, argv) -> str:
         ("steps=99999999999", "'steps'", "at most 2147483647"),
         ("landscape_range=0.5,inf", "'landscape_range'", "finite"),
         ("preset=part1", "'preset' cannot be set", "normlab run PRESET"),
+        ("size=tiny", "'size' cannot be set", "--size"),
+        ("probe_points=1", "'probe_points'", "at least 2"),
+        ("probe_points=-3", "'probe_points'", ">= 0"),
+        ("probe_spacing=cubic", "'probe_spacing'", "linear, log"),
     ],
 )
 def test_config_and_run_refuse_the_same_setting_with_the_same_line(capsys, tmp_path, setting, named, allowed):

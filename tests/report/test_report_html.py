@@ -105,7 +105,7 @@ def test_settings_are_all_listed_when_preset_defaults_are_unknown(tmp_path):
 
 
 def test_svg_on_request_is_linked_beside_the_png(tmp_path):
-    run = synthetic.make_run(tmp_path / "run", steps=10, probes=("distance",))
+    run = synthetic.make_run(tmp_path / "run", steps=10, probe_every=5, probes=("distance",))
     report = write_report([run], out=tmp_path / "report", formats=("png", "svg"))
     html = report.read_text(encoding="utf-8")
     for name in ("loss_curves", "distance_from_init"):
@@ -147,3 +147,16 @@ def test_a_directory_without_runs_is_a_one_line_error(tmp_path):
 def test_unknown_formats_are_refused(pair_run, tmp_path):
     with pytest.raises(ValueError, match="formats"):
         write_report([pair_run], out=tmp_path, formats=("jpg",))
+
+
+def test_a_figure_with_a_single_point_per_curve_is_one_line_not_empty_axes(tmp_path):
+    """probe_every 10 over 10 steps measures step 0 only: the distance figure is a note, the loss is drawn."""
+    run = synthetic.make_run(tmp_path / "run", steps=10, probe_every=10, probes=("distance",))
+    html = write_report([run], out=tmp_path / "report").read_text(encoding="utf-8")
+    assert 'src="figures/distance_from_init.png"' not in html
+    assert not (tmp_path / "report" / "figures" / "distance_from_init.png").exists()
+    notes = [line for line in html.split("<p") if 'class="note short"' in line]
+    assert len(notes) == 1
+    assert ("<b>Distance from initialization</b>: not drawn: at most 1 probe measurement per network, and a curve "
+            "over training needs two") in notes[0]
+    assert 'src="figures/loss_curves.png"' in html

@@ -9,7 +9,13 @@ from normlab.data.cifar import load_cifar10
 from normlab.data.dataset import Dataset
 from normlab.data.digits import load_digits
 from normlab.data.mnist import load_fashion_mnist, load_mnist
-from normlab.data.synthetic import load_dln_gaussian, load_synthetic, load_synthetic_cifar
+from normlab.data.synthetic import (
+    load_dln_gaussian,
+    load_synthetic,
+    load_synthetic_cifar,
+    load_synthetic_fashion_mnist,
+    load_synthetic_mnist,
+)
 from normlab.registry import Registry
 
 DATASETS_REGISTRY: Registry[Dataset] = Registry("dataset", {
@@ -21,6 +27,10 @@ DATASETS_REGISTRY: Registry[Dataset] = Registry("dataset", {
     "synthetic": (load_synthetic, "tiny generated classification images (noisy class prototypes), for tests"),
     "synthetic_cifar": (load_synthetic_cifar, "generated 32x32x3 class-prototype images shaped like CIFAR-10, "
                         "for smoke runs of the VGG presets without a download"),
+    "synthetic_mnist": (load_synthetic_mnist, "generated 28x28x1 class-prototype images shaped like MNIST, "
+                        "what the tiny size of the MNIST presets trains on (no download)"),
+    "synthetic_fashion_mnist": (load_synthetic_fashion_mnist, "generated 28x28x1 class-prototype images shaped "
+                                "like Fashion-MNIST, for the tiny size of its presets (no download)"),
     "dln_gaussian": (load_dln_gaussian, "deep-linear-network regression: x ~ N(0, I), y = A x, A Gaussian 10x10"),
 }, common=("data_dir", "normalize"))  # every loader takes these; the rest are the dataset's own options
 

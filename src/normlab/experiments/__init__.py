@@ -1,7 +1,7 @@
 """Experiments: typed configs, named presets and the runner that ties the stages together."""
 
 from normlab.experiments.config import Config, apply_overrides, default_config
-from normlab.experiments.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from normlab.experiments.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset, preset_config
 from normlab.experiments.runner import RunResult, resume_experiment, run_experiment
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "apply_overrides",
     "default_config",
     "get_preset",
+    "preset_config",
     "resume_experiment",
     "run_experiment",
 ]

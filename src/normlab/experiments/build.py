@@ -15,7 +15,7 @@ from normlab.experiments.checks import check_against_data
 from normlab.experiments.config import Config
 from normlab.models import build_model
 from normlab.norms import norm_options as accepted_norm_options
-from normlab.probes import at_steps, every, expand_bundles, make_probe
+from normlab.probes import at_steps, every, expand_bundles, make_probe, spaced_steps
 from normlab.train import NetworkSpec, NetworkState, make_network, make_optimizer
 
 
@@ -142,12 +142,33 @@ PROBE_SETTINGS: dict[str, dict[str, str | tuple[str, str]]] = {
 }
 
 
-def probe_settings(config: Config, name: str) -> dict:
-    """The options of probe ``name`` from ``config`` (``PROBE_SETTINGS``), with its schedule:
-    ``every(probe_every)``, divergence (B18) at ``divergence_steps``."""
+def measured_steps(config: Config, total_steps: int) -> tuple[int, ...]:
+    """The steps at which the run's probes measure: the one place that decides it.
+
+    ``probe_points`` > 0: that many steps spread over the run, step 0 and the last step among them
+    (``normlab.probes.spaced_steps``, ``probe_spacing`` linear or log); else every ``probe_every``
+    steps from step 0 (none for 0). Two kinds of probe measure elsewhere: under ``probe_budget``
+    the runner chooses each probe's steps from its measured cost (``probes.budget``), and the
+    divergence probe (B18) measures at its fixed ``divergence_steps``.
+    """
+    if config.probe_points > 0:
+        return spaced_steps(total_steps, config.probe_points, config.probe_spacing)
+    if config.probe_every <= 0:
+        return ()
+    return tuple(range(0, total_steps, config.probe_every))
+
+
+def probe_settings(config: Config, name: str, total_steps: int | None = None) -> dict:
+    """The options of probe ``name`` from ``config`` (``PROBE_SETTINGS``), with its schedule: the
+    steps of ``measured_steps`` (``total_steps`` is needed with ``probe_points``), divergence (B18)
+    at ``divergence_steps``."""
     if name == "divergence":
         options = {"schedule": at_steps(*config.divergence_steps), "spacing": "log"}
-    else:
+    elif total_steps is not None:
+        options = {"schedule": at_steps(*measured_steps(config, total_steps))}
+    elif config.probe_points > 0:
+        raise ValueError("a schedule of probe_points needs the run's total_steps")
+    else:  # the run's length unknown: every probe_every steps, the same steps for a run of any length
         options = {"schedule": every(config.probe_every)}
     for setting, targets in PROBE_SETTINGS.items():
         target = targets.get(name)
@@ -159,6 +180,8 @@ def probe_settings(config: Config, name: str) -> dict:
     return options
 
 
-def build_probes(config: Config) -> tuple:
-    """The probe bundle of ``config``; bundle names (cheap, standard, full) expand to their members."""
-    return tuple(make_probe(name, **probe_settings(config, name)) for name in expand_bundles(config.probes))
+def build_probes(config: Config, total_steps: int | None = None) -> tuple:
+    """The probe bundle of ``config``; bundle names (cheap, standard, full) expand to their members.
+    ``total_steps`` (the run's length) is needed when ``config.probe_points`` > 0."""
+    return tuple(make_probe(name, **probe_settings(config, name, total_steps))
+                 for name in expand_bundles(config.probes))

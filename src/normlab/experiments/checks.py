@@ -76,3 +76,24 @@ def _check_index(key: str, index: int, count: int, what: str, spec: NetworkSpec)
     if not -count <= index < count:
         raise NormlabError(f"setting {key!r} must be in {-count}..{count - 1} (network {spec.name!r} has "
                            f"{count} {what}); got {index}")
+
+
+def probe_schedule_note(config: Config, total_steps: int) -> str | None:
+    """One line when the probe schedule leaves the figures over training with fewer than two
+    points (e.g. ``probe_every`` at least the run's length: only step 0), else None.
+
+    Not an error: a short run may be meant (a smoke test); the run warns and its report says so
+    in place of each such figure. (``probe_points`` and ``probe_every`` themselves are range-checked
+    by ``config.validate``.)
+    """
+    from normlab.experiments.build import measured_steps  # build imports this module
+
+    if config.probe_budget > 0 or not [name for name in config.probes if name != "divergence"]:
+        return None
+    steps = measured_steps(config, total_steps)
+    if len(steps) >= 2 or total_steps < 2:
+        return None
+    where = f"only at step {steps[0]}" if steps else "at no step"
+    how = f"probe_points={config.probe_points}" if config.probe_points > 0 else f"probe_every={config.probe_every}"
+    return (f"probes measure {where} of the run's {total_steps} steps ({how}), so the figures over training get "
+            f"fewer than two points; set probe_points=N for N measurements spread over the run")

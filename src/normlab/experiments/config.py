@@ -22,19 +22,20 @@ class Config:
     """Every setting of a run; `normlab config PRESET` lists them with their values and types."""
 
     preset: str = "custom"  # name of the preset this config came from
+    size: str = ""  # the preset's size it was made at (tiny, small, paper: chosen with --size); "" = a custom config
     # --- data
     dataset: str = "digits"  # a name from `normlab list` (datasets)
-    input_normalization: str = ""  # of the input images: "" = the dataset's conventional one
+    input_normalization: str = ""  # of the input images; "" = the dataset's conventional one
     augment: bool = False  # CIFAR-10 random crop (pad 4) + horizontal flip
     # --- models: one network per entry of `networks`; the first is the baseline
-    model: str = "mlp"
+    model: str = "mlp"  # a name from `normlab list` (models)
     networks: tuple[str, ...] = ("none", "batch")  # norm of each network, built from one seed
     width: float = 1.0  # width multiplier (vgg, mlp)
     activation: str = ""  # "" = the model's own (relu for mlp/vgg, sigmoid for lenet/ioffe_mlp)
     bias_before_norm: bool = True  # False removes the bias of the layer before a norm (d2l ex. 1)
     norm_exclude: tuple[int, ...] = ()  # hidden layers that get no norm (d2l ex. 3)
-    norm_position: str = "before_activation"  # or "after_activation"
-    dropout: float = 0.0
+    norm_position: str = "before_activation"  # where each norm sits: "before_activation" or "after_activation"
+    dropout: float = 0.0  # dropout rate after each hidden layer's activation; 0 = no dropout
     conv_path: str = "auto"  # "auto", "xla" (lax.conv_general_dilated), "im2col" or "shifted"
     # "isolated": each network's step compiled on its own, so its trajectory is bit-identical alone or
     # in any group; "fused": one compiled step for the whole group (faster for small nets, but XLA
@@ -44,31 +45,40 @@ class Config:
     bn_running_var: str = "biased"  # "biased" (Flax) or "unbiased" (PyTorch, BN15 inference)
     # --- optimization
     optimizer: str = "adam"  # "sgd", "momentum" or "adam"
-    lr: float = 1e-3
+    lr: float = 1e-3  # learning rate (the peak of a schedule)
     momentum: float = 0.9  # for optimizer="momentum"
     lr_schedule: str = "constant"  # "constant", "cosine", "step" (x0.1 at 50% and 75%), "warmup_cosine"
-    weight_decay: float = 0.0  # L2 penalty added to the gradient (decoupled for adam: adamw)
-    batch_size: int = 32
-    epochs: int = 1
-    steps: int = 0  # > 0 overrides epochs: train exactly this many steps
+    weight_decay: float = 0.0  # L2 penalty added to the gradient (decoupled for adam: adamw); 0 = none
+    batch_size: int = 32  # examples per training step (ignored with full_batch)
+    epochs: int = 1  # passes over the training split; used only when steps = 0
+    steps: int = 0  # > 0: train exactly this many steps and ignore epochs; 0 = epochs x steps per epoch
     full_batch: bool = False  # every step sees the whole training split (the DLN study)
-    train_subset: int = 0  # > 0: train on the first N training examples only (C21's small subsets)
+    train_subset: int = 0  # > 0: train on the first N training examples only (C21's small subsets); 0 = all
     seed: int = 0  # model initialization (both networks share it)
     data_seed: int = 0  # batch order and augmentation
     # --- evaluation and storage
-    eval_every: int = 0  # steps between test evaluations; 0 = once per epoch
+    # steps between evaluations (test split and train_eval_size training examples, eval mode), always also at
+    # step 0 and the last step; 0 = once per epoch (with full_batch: at the end only)
+    eval_every: int = 0
     train_eval_size: int = 2000  # training examples evaluated (eval mode) at each evaluation
-    log_every: int = 50  # steps between reading metrics back from the device
-    checkpoint_every: int = 0  # steps between checkpoints; 0 = at every evaluation
+    log_every: int = 50  # steps between reading metrics back from the device (and updating the progress line)
+    checkpoint_every: int = 0  # steps between checkpoints (for --resume); 0 = at every evaluation
     # --- probes
     probes: tuple[str, ...] = ("activations", "gradients", "distance")  # names or bundles: cheap, standard, full
-    probe_every: int = 50  # steps between probe measurements (and step 0)
-    probe_budget: float = 0.0  # > 0: probing may cost this fraction of training time (replaces probe_every)
+    probe_every: int = 50  # steps between probe measurements, from step 0; used when probe_points = 0; 0 = never
+    # > 0: this many probe measurements spread over the run, step 0 and the last step always among them (at
+    # most one per step; replaces probe_every); 0 = use probe_every. Setting probe_every or probe_budget with
+    # --set turns it off.
+    probe_points: int = 0
+    probe_spacing: str = "linear"  # of probe_points: "linear" (even) or "log" (even in log(step + 1): denser early)
+    # > 0: probing may cost this fraction of training time; each probe's steps are chosen from its measured
+    # cost (replaces probe_points and probe_every); 0 = off
+    probe_budget: float = 0.0
     probe_bn_mode: str = "train"  # "train" (batch statistics) or "eval" (running averages)
-    hist_bins: int = 60
+    hist_bins: int = 60  # activation histogram bins
     hist_range: float = 5.0  # activation histogram edges: linspace(-r, r, bins + 1)
     tracked_layer: int = -1  # hidden layer whose unit is tracked (BN15 Fig. 1: the last)
-    tracked_unit: int = 0
+    tracked_unit: int = 0  # unit (feature or channel) of tracked_layer whose percentiles are tracked (BN15 Fig. 1)
     tracked_param_layer: int = -1  # weight layer whose kernel entry is tracked (gradients probe)
     tracked_param_index: int = 0  # flat index into that kernel
     landscape_points: int = 8  # step sizes of the landscape/predictiveness probes
@@ -78,7 +88,7 @@ class Config:
     ics_strategy: str = "unrolled"  # "unrolled" (fastest) or "map" (compile time independent of depth)
     divergence_steps: tuple[int, ...] = (0, 1, 2, 3, 4)  # B18: the first few mini-batches
     divergence_range: tuple[float, ...] = (1e-5, 1e-1)  # absolute step sizes, log grid
-    divergence_points: int = 9
+    divergence_points: int = 9  # step sizes of the divergence probe (B18)
     lanczos_steps: int = 20  # Lanczos steps m shared by hessian_top, hessian_density, gradient_concentration
     hessian_k: int = 1  # hessian_top: number of largest eigenvalues
     hessian_method: str = "lanczos"  # hessian_top: "lanczos" or "power" (power iteration, largest magnitude)
@@ -93,6 +103,11 @@ class Config:
 
 def default_config() -> Config:
     return Config()
+
+
+# The sizes every preset comes in (``experiments.presets``): tiny = seconds on generated data of the
+# real shapes (what the test suite runs), small = minutes on a laptop's CPU, paper = the paper's setting.
+SIZES = ("tiny", "small", "paper")
 
 
 # ------------------------------------------------------------------------------------ overrides
@@ -116,8 +131,9 @@ def allowed_keys() -> dict[str, str]:
 
 
 def setting_meanings() -> dict[str, str]:
-    """Setting -> its meaning: the comment on the setting's line in ``Config``'s source ("" if
-    it has none). One source for help texts: a setting is explained where it is declared."""
+    """Setting -> its meaning: the comment block right above the setting in ``Config``'s source and
+    the comment on its own line, joined ("" if it has none). One source for help texts: a setting is
+    explained where it is declared. Section headers (``# --- data``) belong to no setting."""
     import inspect
     import io
     import re
@@ -127,8 +143,19 @@ def setting_meanings() -> dict[str, str]:
     comment_on_line = {token.start[0]: token.string.lstrip("#").strip()
                        for token in tokenize.generate_tokens(io.StringIO(source).readline)
                        if token.type == tokenize.COMMENT}
-    declared = ((number, re.match(r"    (\w+)\s*:", line)) for number, line in enumerate(source.splitlines(), 1))
-    return {match.group(1): comment_on_line.get(number, "") for number, match in declared if match}
+    meanings: dict[str, str] = {}
+    block: list[str] = []
+    for number, line in enumerate(source.splitlines(), 1):
+        declared = re.match(r"    (\w+)\s*:", line)
+        if declared:
+            inline = comment_on_line.get(number, "")
+            meanings[declared.group(1)] = " ".join(block + ([inline] if inline else []))
+            block = []
+        elif line.strip().startswith("#") and not line.strip().startswith("# ---"):
+            block.append(comment_on_line.get(number, ""))
+        else:
+            block = []
+    return meanings
 
 
 def _parse_scalar(text: str, tp: type):
@@ -174,8 +201,22 @@ def apply_overrides(config: Config, assignments: list[str]) -> Config:
             raise NormlabError(f"--set expects key=value, got {assignment!r}")
         if key.strip() == "preset":  # the preset's name labels the run: it comes from the chosen preset
             raise NormlabError("setting 'preset' cannot be set; choose a preset by name: normlab run PRESET")
+        if key.strip() == "size":  # a size is a set of overrides, not a label: it comes from --size
+            raise NormlabError("setting 'size' cannot be set; choose a size with --size (e.g. --size tiny)")
         changes[key.strip()] = parse_value(key.strip(), text)
-    return validate(replace(config, **changes))
+    return validate(replace(config, **schedule_consistent(changes)))
+
+
+def schedule_consistent(changes: dict) -> dict:
+    """``changes`` plus ``probe_points=0`` when they state the probe schedule another way.
+
+    probe_points, probe_every and probe_budget are three ways to state one schedule, and the one
+    stated last wins: a preset measuring at ``probe_points`` switches to ``probe_every`` (or to a
+    budget) when an override names that and not ``probe_points``.
+    """
+    if "probe_points" not in changes and ("probe_every" in changes or "probe_budget" in changes):
+        return changes | {"probe_points": 0}
+    return changes
 
 
 def changed_settings(config: Config, base: Config) -> dict[str, object]:
@@ -193,7 +234,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     from normlab.experiments.compiled import GROUP_STEPS
     from normlab.models import CONV_PATHS, NORM_POSITIONS
     from normlab.norms.batch import RUNNING_VAR_CHOICES
-    from normlab.probes.base import BN_MODES
+    from normlab.probes.base import BN_MODES, PROBE_SPACINGS
     from normlab.probes.curvature import METHODS as HESSIAN_METHODS
     from normlab.probes.ics import STRATEGIES
     from normlab.probes.landscape import BATCHINGS, SPACINGS
@@ -207,6 +248,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "optimizer": tuple(OPTIMIZERS),
         "lr_schedule": tuple(SCHEDULES),
         "probe_bn_mode": tuple(BN_MODES),
+        "probe_spacing": tuple(PROBE_SPACINGS),
         "landscape_spacing": tuple(SPACINGS),
         "landscape_batching": tuple(BATCHINGS),
         "ics_strategy": tuple(STRATEGIES),
@@ -215,8 +257,8 @@ def choices() -> dict[str, tuple[str, ...]]:
 
 _POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points", "divergence_points", "lanczos_steps",
              "hessian_k", "power_iterations", "hutchinson_vectors", "slq_starts", "concentration_k")
-_NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_every", "train_eval_size",
-                 "probe_budget", "train_subset")
+_NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_every", "probe_points",
+                 "train_eval_size", "probe_budget", "train_subset")
 
 
 _INT_LIMIT = 2**31 - 1
@@ -246,6 +288,14 @@ def validate(config: Config) -> Config:
             raise NormlabError(f"setting {key!r} must be >= 0; got {getattr(config, key)}")
     if config.epochs == 0 and config.steps == 0:
         raise NormlabError("set epochs > 0 or steps > 0")
+    if config.probe_points == 1:
+        raise NormlabError("setting 'probe_points' must be 0 (use probe_every) or at least 2 (step 0 and the "
+                           "last step are always measured); got 1")
+    if config.probe_points > 0 and config.probe_budget > 0:
+        raise NormlabError(f"settings 'probe_points' ({config.probe_points}) and 'probe_budget' "
+                           f"({config.probe_budget:g}) both choose the probe steps; set one of them to 0")
+    if config.size not in ("", *SIZES):
+        raise NormlabError(f"setting 'size' must be one of {', '.join(SIZES)} (or empty); got {config.size!r}")
     if not config.networks:
         raise NormlabError("setting 'networks' needs at least one norm name")
     if len(set(config.networks)) != len(config.networks):

@@ -37,10 +37,11 @@ from normlab.experiments.build import (  # noqa: F401 (re-exported: the runner's
     probe_settings,
     total_steps,
 )
+from normlab.experiments.checks import probe_schedule_note
 from normlab.experiments.compiled import EVAL_CHUNK, evaluate, make_group_eval, make_group_step  # noqa: F401
 from normlab.experiments.config import Config, from_dict, to_dict
 from normlab.experiments.pending import PendingResults
-from normlab.experiments.presets import PRESETS
+from normlab.experiments.presets import PRESETS, preset_defaults
 from normlab.experiments.start import write_start_views
 from normlab.probes import active_probes, at_steps, probe_meta, probe_setups
 from normlab.probes.budget import budget_schedules, measured_costs
@@ -179,7 +180,10 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
     configure_compile_cache(compile_cache_dir())
     check_output_root(Path(run_dir).parent if run_dir is not None else out)
     dataset, specs, states = prepare(config)  # builds and validates before anything is written
-    probes = build_probes(config)
+    probes = build_probes(config, total_steps(config, dataset))
+    note = probe_schedule_note(config, total_steps(config, dataset))
+    if note:
+        print(f"normlab: warning: {note}", file=sys.stderr, flush=True)
     path = Path(run_dir) if run_dir is not None else new_run_dir(Path(out), config.preset)
     store = RunStore.create(
         path,
@@ -198,7 +202,7 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
             meta["steps"] = probe_schedule["steps"][probe.name]
         store.set_probe_meta(probe.name, meta)
     store.update_info(
-        preset_defaults=to_dict(PRESETS[config.preset].config) if config.preset in PRESETS else None,
+        preset_defaults=to_dict(preset_defaults(config)) if config.preset in PRESETS else None,
         param_counts={spec.name: parameter_count(state) for spec, state in zip(specs, states)},
         total_steps=total_steps(config, dataset),
     )
@@ -217,7 +221,7 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
         raise NormlabError(f"run {path} is already finished (status {run.status}); nothing to resume{hint}")
     config = from_dict(run.config)
     dataset, specs, states = prepare(config)
-    probes = build_probes(config)
+    probes = build_probes(config, total_steps(config, dataset))
     setups = probe_setups(probes, specs, states)  # from the step-0 networks, as in the first run
     if "probe_schedule" in run.info:  # the steps the run chose at its start, never re-measured
         probes = scheduled_probes(probes, run.info["probe_schedule"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from normlab.errors import check_name
 from normlab.probes.activations import ActivationsProbe
 from normlab.probes.base import (
+    PROBE_SPACINGS,
     AnyOf,
     AtSteps,
     Every,
@@ -26,6 +27,7 @@ from normlab.probes.base import (
     never,
     probe_meta,
     probe_setups,
+    spaced_steps,
 )
 from normlab.probes.curvature import (
     GradientConcentrationProbe,
@@ -136,6 +138,8 @@ __all__ = [
     "headline_value",
     "probe_meta",
     "active_probes",
+    "PROBE_SPACINGS",
+    "spaced_steps",
     "at_steps",
     "every",
     "make_probe",

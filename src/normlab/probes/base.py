@@ -20,6 +20,7 @@ probes and ``active_probes(bundle, step)`` selects the ones due at a step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -124,6 +125,47 @@ def at_steps(*steps: int) -> Schedule:
 
 def never() -> Schedule:
     return AtSteps(frozenset())
+
+
+PROBE_SPACINGS = ("linear", "log")  # the choices of Config.probe_spacing
+
+
+def spaced_steps(total_steps: int, points: int, spacing: str = "linear") -> tuple[int, ...]:
+    """``points`` distinct measurement steps of a run of ``total_steps`` steps (0 .. T-1), always
+    with step 0 and the last step T-1; every step when ``points >= T``.
+
+    Targets, k = 0 .. n-1 (n = points, rounding half up):
+
+    - ``linear``: ``t_k = round(k (T - 1) / (n - 1))``, evenly spaced;
+    - ``log``: ``t_k = round(T ** (k / (n - 1))) - 1``, evenly spaced in ``log(step + 1)``: denser
+      early, where training changes fastest (T = 1000, n = 5: 0, 5, 31, 177, 999).
+
+    Targets that round onto one step (log's first few) are moved to the next free step, and, where
+    that would run past the end, back to the previous free one, so exactly ``min(n, T)`` strictly
+    increasing steps come out. Probes measure on the state *before* a step's update, so step T-1
+    is the last state a probe can see.
+    """
+    if total_steps < 1 or points < 0:
+        raise ValueError(f"need total_steps >= 1 and points >= 0; got {total_steps}, {points}")
+    if spacing not in PROBE_SPACINGS:
+        raise ValueError(f"spacing must be one of {', '.join(PROBE_SPACINGS)}; got {spacing!r}")
+    last = total_steps - 1
+    if points >= total_steps:
+        return tuple(range(total_steps))
+    if points <= 1:
+        return (0,)[:points]
+    fractions = [k / (points - 1) for k in range(points)]
+    if spacing == "linear":
+        targets = [math.floor(f * last + 0.5) for f in fractions]
+    else:
+        targets = [math.floor(total_steps ** f + 0.5) - 1 for f in fractions]
+    steps = list(targets)
+    for k in range(1, points):  # forward: never on or before the previous step
+        steps[k] = max(steps[k], steps[k - 1] + 1)
+    steps[-1] = last
+    for k in range(points - 2, -1, -1):  # backward: leave room for the steps after
+        steps[k] = min(steps[k], steps[k + 1] - 1)
+    return tuple(steps)
 
 
 def active_probes(bundle: tuple[Probe, ...], step: int) -> tuple[Probe, ...]:

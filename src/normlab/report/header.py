@@ -39,6 +39,15 @@ def settings_line(config: dict, keys) -> str:
     )
 
 
+def schedule_keys(config: dict) -> tuple[str, ...]:
+    """The settings that chose the probe steps of a run (older runs have no probe_points)."""
+    if (config.get("probe_budget") or 0) > 0:
+        return ("probe_budget",)
+    if (config.get("probe_points") or 0) > 0:
+        return ("probe_points", "probe_spacing")
+    return ("probe_every",)
+
+
 def networks_line(report_run: ReportRun) -> str:
     """Each network with its parameter count when the run recorded them."""
     counts = report_run.run.info.get("param_counts") or {}
@@ -139,13 +148,13 @@ def header_rows(report_run: ReportRun) -> list[tuple[str, str]]:
     else:
         changed_text = ", ".join(f"{k}={format_value(v)}" for k, v in changed.items()) or "none (the preset as is)"
     return [
-        ("preset", str(config.get("preset", "unknown"))),
+        ("preset", str(config.get("preset", "unknown")) + (f", size {config['size']}" if config.get("size") else "")),
         ("changed from the preset", changed_text),
         ("data", settings_line(config, DATA_KEYS)),
         ("model", settings_line(config, MODEL_KEYS)),
         ("networks", networks_line(report_run)),
         ("optimization", settings_line(config, OPTIMIZER_KEYS)),
-        ("probes", settings_line(config, ("probes", "probe_every", "probe_bn_mode"))),
+        ("probes", settings_line(config, ("probes", *schedule_keys(config), "probe_bn_mode"))),
         ("seeds", seeds_line(report_run)),
         ("status", status_line(report_run)),
         ("steps", steps_line(report_run)),

@@ -69,7 +69,7 @@ FIRST_SCREEN = ("start",)
 class RenderedItem:
     """A figure, animation or table with the paths (relative to the page) it was saved to."""
 
-    kind: str  # "image", "video", "gif", "table", "failed"
+    kind: str  # "image", "video", "gif", "table", "note" (a figure with too few points), "failed"
     title: str
     caption: str
     source: str = ""
@@ -227,6 +227,9 @@ def _section_html(rendered: RenderedSection, first_number: int) -> str:
         elif item.kind == "table":
             assert item.table is not None  # a table item always carries its table
             parts.append(_table_html(item.table))
+        elif item.kind == "note":  # a figure with too few points, said in one line
+            anchor = f' id="fig-{escape(item.anchor)}"' if item.anchor else ""
+            parts.append(f'<p class="note short"{anchor}><b>{escape(item.title)}</b>: {escape(item.caption)}</p>')
         else:
             parts.append(f'<p class="note failed">{escape(item.title)}: {escape(item.caption)}</p>')
     parts.append("</section>")

@@ -23,7 +23,7 @@ from normlab.report.figures.sweep import sweep_section
 from normlab.report.figures.training import training_section
 from normlab.report.html import RenderedItem, RenderedSection, page, relative
 from normlab.report.runs import RunSet, collect_runs
-from normlab.report.sections import Movie, Plot, Section, Table
+from normlab.report.sections import Movie, Plot, Section, Table, too_few_points
 from normlab.report.style import report_style
 
 REPORT_FILE = "report.html"
@@ -129,6 +129,10 @@ def _failure(what: str, error: Exception) -> RenderedItem:
 
 def _render_item(item, out: Path, formats, video) -> RenderedItem:
     if isinstance(item, Plot):
+        short = too_few_points(item)
+        if short is not None:  # one line in place of empty axes
+            item.figure.clear()
+            return RenderedItem("note", item.title, short, anchor=item.name)
         return _save_plot(item, out, formats)
     if isinstance(item, Movie):
         path = item.write(out / ANIMATIONS_DIR / item.name, video)

@@ -16,12 +16,35 @@ from matplotlib.figure import Figure
 
 @dataclass
 class Plot:
-    """One figure: ``name`` is its file stem (unique within the report)."""
+    """One figure: ``name`` is its file stem (unique within the report).
+
+    A figure over training steps gives ``points``: how many steps each of its curves has (one
+    entry per drawn series), and ``unit``, what a point is ("probe measurements", "evaluations").
+    With fewer than two points in every curve there is no curve to see: the report shows one line
+    saying so in its place (``too_few_points``). ``points`` None: a figure not over training.
+    """
 
     name: str
     title: str
     figure: Figure
     caption: str
+    points: tuple[int, ...] | None = None
+    unit: str = "probe measurements"
+
+
+def too_few_points(plot: Plot) -> str | None:
+    """The line shown instead of ``plot`` when none of its curves over training has two points."""
+    if plot.points is None or max(plot.points, default=0) >= 2:
+        return None
+    most = max(plot.points, default=0)
+    return (f"not drawn: at most {most} {plot.unit.removesuffix('s') if most == 1 else plot.unit} per network, "
+            f"and a curve over training needs two; a longer run or more {plot.unit} (probe_points, eval_every) "
+            f"fill it.")
+
+
+def points_of(series) -> tuple[int, ...]:
+    """The number of stored steps of each series (anything with ``steps``), for ``Plot.points``."""
+    return tuple(len(s.steps) for s in series)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import numpy as np
 
 from normlab.report.animation import write_histogram_animation
 from normlab.report.runs import RunSet, finite, layer_array, union_in_order
-from normlab.report.sections import Movie, Plot, Section, missing
+from normlab.report.sections import Movie, Plot, Section, missing, points_of
 from normlab.report.series import (
     Series,
     activation_series,
@@ -75,7 +75,8 @@ def plot_activation_histograms(runset: RunSet) -> Plot | None:
         "that spills beyond the fixed histogram range has less visible area."
         + layers_note(layers, every_layer)
     )
-    return Plot("activation_histograms", "Activation histograms over training", figure, caption)
+    return Plot("activation_histograms", "Activation histograms over training", figure, caption,
+                points=points_of(series))
 
 
 def _bn_mode(series: list[Series]) -> str:
@@ -125,7 +126,7 @@ def plot_activation_moments(runset: RunSet) -> Plot | None:
         "as the earlier layers learn (seed notebook Part 1, 'Layer outputs (mean / standard "
         "deviation)')." + layers_note(layers, every_layer)
     )
-    return Plot("activation_moments", "Layer mean and std over training", figure, caption)
+    return Plot("activation_moments", "Layer mean and std over training", figure, caption, points=points_of(series))
 
 
 def plot_tracked_percentiles(runset: RunSet) -> Plot | None:
@@ -155,7 +156,8 @@ def plot_tracked_percentiles(runset: RunSet) -> Plot | None:
         "this single input shifts and widens as training goes on; with BN it stays nearly constant. "
         "Flat, parallel lines are the stable case."
     )
-    return Plot("tracked_percentiles", "Tracked unit percentiles (BN15 Fig. 1)", figure, caption)
+    return Plot("tracked_percentiles", "Tracked unit percentiles (BN15 Fig. 1)", figure, caption,
+                points=points_of(series))
 
 
 def _percentiles(series: Series):
@@ -204,7 +206,7 @@ def plot_unit_moments(runset: RunSet) -> Plot | None:
         "individually, which the per-layer averages above can hide (seed notebook Part 1 follows one "
         "unit of Dense_2 this way)." + layers_note(layers, every_layer)
     )
-    return Plot("unit_moments", "Per-unit mean and std over training", figure, caption)
+    return Plot("unit_moments", "Per-unit mean and std over training", figure, caption, points=points_of(series))
 
 
 

@@ -13,7 +13,7 @@ from matplotlib import colormaps
 from normlab.probes.lanczos import smoothed_density
 from normlab.report.figures.santurkar import probe_series
 from normlab.report.runs import RunSet, finite
-from normlab.report.sections import Plot, Section, missing
+from normlab.report.sections import Plot, Section, missing, points_of
 from normlab.report.style import new_figure, shared_legend
 
 TITLE = "Hessian curvature: spectrum, sharpness, trace, gradient concentration (G19, C21)"
@@ -28,7 +28,7 @@ def _mode(series) -> str:
 def few_points_note(series, what: str) -> str | None:
     """One line naming the series that have fewer than 2 measurements (a curve needs two)."""
     short = [f"{s.label(True)} ({len(s.steps)})" for s in series if len(s.steps) < 2]
-    if not short:
+    if not short or len(short) == len(series):  # all short: the report says so in place of the figure
         return None
     return f"{what}: fewer than 2 measurements for {', '.join(short)}; drawn as single points."
 
@@ -68,7 +68,8 @@ def plot_density(runset: RunSet) -> Plot | None:
         f"(BN mode {_mode(series)}). G19: without BN a few large isolated eigenvalues (outliers, about one per "
         "class) separate from the bulk near 0; with BN (batch statistics) they are much smaller or absent."
     )
-    return Plot("hessian_density", "Hessian eigenvalue density over training", figure, caption)
+    return Plot("hessian_density", "Hessian eigenvalue density over training", figure, caption,
+                points=points_of(series))
 
 
 def plot_top(runset: RunSet) -> Plot | None:
@@ -105,7 +106,7 @@ def plot_top(runset: RunSet) -> Plot | None:
         "stability); GD on a quadratic with sharpness above 2/lr would diverge. G19: the BN network's top "
         "eigenvalues are smaller than the baseline's. Each Ritz pair's residual is stored as `residuals`."
     )
-    return Plot("hessian_top", "Top Hessian eigenvalues and 2/lr", figure, caption)
+    return Plot("hessian_top", "Top Hessian eigenvalues and 2/lr", figure, caption, points=points_of(series))
 
 
 def plot_trace_and_concentration(runset: RunSet) -> Plot | None:
@@ -142,7 +143,8 @@ def plot_trace_and_concentration(runset: RunSet) -> Plot | None:
         "(G19 Sec. 4, Fig. 6: without BN the gradient concentrates almost entirely in the outlier subspace; "
         f"BN reduces this). BN mode {modes}."
     )
-    return Plot("hessian_trace_concentration", "Hessian trace and gradient concentration", figure, caption)
+    return Plot("hessian_trace_concentration", "Hessian trace and gradient concentration", figure, caption,
+                points=points_of(traces + concentration))
 
 
 def curvature_section(runset: RunSet) -> Section:

@@ -56,7 +56,8 @@ def plot_distance(runset: RunSet) -> Plot | None:
         "the initialization; the seed notebook finds the BN network's distances consistently smaller. "
         "Lower means the network found its solution nearer to where it started."
     )
-    return Plot("distance_from_init", "Distance from initialization", figure, caption)
+    return Plot("distance_from_init", "Distance from initialization", figure, caption,
+                points=tuple(len(arrays["step"]) for _run, _network, arrays in data))
 
 
 def distance_section(runset: RunSet) -> Section:

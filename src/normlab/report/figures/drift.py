@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from normlab.report.runs import RunSet, finite, layer_array
-from normlab.report.sections import Plot, Section, missing
+from normlab.report.sections import Plot, Section, missing, points_of
 from normlab.report.series import activation_series, layers_note, shown_layers
 from normlab.report.style import new_figure, shared_legend
 
@@ -65,7 +65,7 @@ def plot_moment_drift(runset: RunSet) -> Plot | None:
         "distribution is not what makes BN work. Changes are between probe measurements, not "
         "necessarily consecutive training steps." + layers_note(layers, every_layer)
     )
-    return Plot("moment_drift", "Moment drift", figure, caption)
+    return Plot("moment_drift", "Moment drift", figure, caption, points=points_of(series))
 
 
 def drift_section(runset: RunSet) -> Section:

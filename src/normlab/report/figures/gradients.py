@@ -13,7 +13,7 @@ from normlab.report.runs import (
     probe_meta,
     union_in_order,
 )
-from normlab.report.sections import Plot, Section, missing
+from normlab.report.sections import Plot, Section, missing, points_of
 from normlab.report.series import Series, layers_note, select_layers
 from normlab.report.style import new_figure, shared_legend
 
@@ -56,7 +56,7 @@ def plot_tracked_gradient(runset: RunSet) -> Plot | None:
         "updates for Dense_3') finds the BN network's gradient much smoother: smaller jumps from "
         "step to step are better, as they mean the gradient at one step predicts the next."
     )
-    return Plot("tracked_gradient", "Gradient of one tracked weight", figure, caption)
+    return Plot("tracked_gradient", "Gradient of one tracked weight", figure, caption, points=points_of(series))
 
 
 def plot_gradient_moments(runset: RunSet) -> Plot | None:
@@ -91,7 +91,8 @@ def plot_gradient_moments(runset: RunSet) -> Plot | None:
         "the BN network's gradient updates have smaller standard deviation and mean, especially early "
         "in training; steadier, smaller curves mean a smoother optimization." + layers_note(layers, every_layer)
     )
-    return Plot("gradient_moments", "Gradient mean, std and norm per layer", figure, caption)
+    return Plot("gradient_moments", "Gradient mean, std and norm per layer", figure, caption,
+                points=points_of(series))
 
 
 def _set_scale(axis, scale: str) -> None:
@@ -175,7 +176,7 @@ def plot_gradient_histograms(runset: RunSet) -> Plot | None:
         "orders of magnitude larger than the rest; a curve that falls off quickly to the right is the "
         "better-conditioned case." + layers_note(layers, every_layer)
     )
-    return Plot("gradient_histograms", "Gradient magnitude histograms", figure, caption)
+    return Plot("gradient_histograms", "Gradient magnitude histograms", figure, caption, points=points_of(series))
 
 
 def gradients_section(runset: RunSet) -> Section:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from normlab.report.runs import RunSet, finite, network_series, probe_layers, probe_meta, union_in_order
-from normlab.report.sections import Plot, Section, missing
+from normlab.report.sections import Plot, Section, missing, points_of
 from normlab.report.series import Series, layers_note, select_layers
 from normlab.report.style import network_color, new_figure, run_hatch, shared_legend
 
@@ -93,7 +93,7 @@ def plot_ics(runset: RunSet) -> Plot | None:
         "benefit cannot come from reducing it. The first layer is not drawn: nothing precedes it, so "
         "G' = G there by definition." + layers_note(layers, every_layer[1:] or every_layer)
     )
-    return Plot("ics", "Gradient ICS per layer", figure, caption)
+    return Plot("ics", "Gradient ICS per layer", figure, caption, points=points_of(series))
 
 
 def ics_section(runset: RunSet) -> Section:
@@ -147,7 +147,7 @@ def plot_band_probe(runset: RunSet, probe: str, *, title: str, ylabel: str, capt
     axis.set_xlabel("step")
     axis.set_ylabel(ylabel)
     shared_legend(figure)
-    return Plot(name, title, figure, caption + _step_sizes_text(series))
+    return Plot(name, title, figure, caption + _step_sizes_text(series), points=points_of(series))
 
 
 def _step_sizes_text(series: list[Series]) -> str:
@@ -213,7 +213,7 @@ def plot_beta_smoothness(runset: RunSet) -> Plot | None:
         "scale). It estimates the local Lipschitz constant of the gradient along the optimization path; "
         "S18 Fig. 4(c) finds it clearly lower with BN. Lower is smoother and better." + _step_sizes_text(series)
     )
-    return Plot("beta_smoothness", "Effective beta-smoothness", figure, caption)
+    return Plot("beta_smoothness", "Effective beta-smoothness", figure, caption, points=points_of(series))
 
 
 def _beta(series: Series):

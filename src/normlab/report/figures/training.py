@@ -41,7 +41,7 @@ def _mark_divergence(axis, report_run: ReportRun, network: str) -> None:
 def _curve_panels(runset: RunSet, columns: list[tuple[str, str, str]], *, log: bool):
     """A 1 x len(columns) figure; each column is (panel title, metric column, 'train'|'eval')."""
     figure, axes = new_figure(1, len(columns), height=3.3)
-    drawn = 0
+    drawn, points = 0, []
     for axis, (title, column, kind) in zip(axes[0], columns):
         for report_run in runset.runs:
             for network in report_run.networks:
@@ -49,6 +49,7 @@ def _curve_panels(runset: RunSet, columns: list[tuple[str, str, str]], *, log: b
                 if rows is None or column not in rows or not rows[column].notna().any():
                     continue
                 values = rows[column].to_numpy(float)
+                points.append(int(np.isfinite(finite(values)).sum()))
                 if kind == "train":
                     if not runset.several:  # the raw batches, faintly, behind the average
                         axis.plot(rows["step"], finite(values), color=network_color(network), alpha=0.15, linewidth=0.6)
@@ -64,14 +65,14 @@ def _curve_panels(runset: RunSet, columns: list[tuple[str, str, str]], *, log: b
         if log:
             axis.set_yscale("log")
     if not drawn:
-        return None
+        return None, ()
     shared_legend(figure)
-    return figure
+    return figure, tuple(points)
 
 
 def plot_loss_curves(runset: RunSet) -> Plot | None:
     """Batch loss (smoothed), train-subset loss and test loss over steps, log scale."""
-    figure = _curve_panels(runset, [
+    figure, points = _curve_panels(runset, [
         ("training loss (per batch, smoothed)", "loss", "train"),
         ("train loss (eval mode, fixed subset)", "train_eval_loss", "eval"),
         ("test loss", "test_loss", "eval"),
@@ -88,12 +89,12 @@ def plot_loss_curves(runset: RunSet) -> Plot | None:
         "line marks the step at which a network diverged (its loss became NaN or infinite). "
         "Corresponds to the loss panels of the seed notebooks and S18 Fig. 1."
     )
-    return Plot("loss_curves", "Loss", figure, caption)
+    return Plot("loss_curves", "Loss", figure, caption, points=points, unit="evaluations")
 
 
 def plot_accuracy_curves(runset: RunSet) -> Plot | None:
     """Batch accuracy (smoothed), train-subset accuracy and test accuracy over steps."""
-    figure = _curve_panels(runset, [
+    figure, points = _curve_panels(runset, [
         ("training accuracy (per batch, smoothed)", "accuracy", "train"),
         ("train accuracy (eval mode, fixed subset)", "train_eval_accuracy", "eval"),
         ("test accuracy", "test_accuracy", "eval"),
@@ -108,14 +109,14 @@ def plot_accuracy_curves(runset: RunSet) -> Plot | None:
         "(no norm) vs 98.46% (BN) for the Part 1 MLP on MNIST and about 80% vs 85% for the Part 2 VGG "
         "on CIFAR-10."
     )
-    return Plot("accuracy_curves", "Accuracy", figure, caption)
+    return Plot("accuracy_curves", "Accuracy", figure, caption, points=points, unit="evaluations")
 
 
 def plot_learning_rate(runset: RunSet) -> Plot | None:
     """The learning rate over steps, only when some run changes it during training."""
     figure, axes = new_figure(1, 1, height=2.4)
     axis = axes[0, 0]
-    drawn = 0
+    drawn, points = 0, []
     for report_run in runset.runs:
         for network in report_run.networks[:1]:  # every network of a run shares the schedule
             rows = train_rows(report_run, network)
@@ -126,6 +127,7 @@ def plot_learning_rate(runset: RunSet) -> Plot | None:
                 continue  # a constant learning rate needs no figure
             axis.plot(rows["step"], lr, color="black", linestyle=run_linestyle(report_run.index),
                       label=report_run.label)
+            points.append(len(rows))
             drawn += 1
     if not drawn:
         return None
@@ -133,7 +135,7 @@ def plot_learning_rate(runset: RunSet) -> Plot | None:
     axis.set_ylabel("learning rate")
     shared_legend(figure)
     caption = "The learning rate used at every step (the schedule is the same for every network of a run)."
-    return Plot("learning_rate", "Learning rate", figure, caption)
+    return Plot("learning_rate", "Learning rate", figure, caption, points=tuple(points), unit="training steps")
 
 
 def training_section(runset: RunSet) -> Section:

@@ -1,0 +1,101 @@
+"""Settings that explain themselves: what `normlab config` prints about a config.
+
+Every setting with its value, type and meaning (the comments on ``Config``'s fields, which also say
+what 0 or "" means where either is special), then what the settings that interact come to for
+this config and its dataset: the number of steps (``steps`` against ``epochs``), the evaluation,
+checkpoint and probe steps.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from normlab.data import Dataset
+from normlab.experiments.build import batch_iterator, measured_steps, total_steps
+from normlab.experiments.checks import probe_schedule_note
+from normlab.experiments.config import Config, allowed_keys, setting_meanings
+
+EPOCHS_AND_STEPS = (
+    "epochs and steps: steps > 0 trains exactly that many steps and ignores epochs; steps = 0 trains "
+    "epochs passes over the training split, epochs x (training examples // batch_size) steps (with "
+    "full_batch one step per epoch). A run stops early only when every network diverged."
+)
+
+
+def setting_lines(config: Config, width: int = 100) -> list[str]:
+    """One line per setting (``key  value  type``), its meaning wrapped below it."""
+    types, meanings = allowed_keys(), setting_meanings()
+    key_width = max(len(key) for key in types)
+    lines = []
+    for key, type_name in types.items():
+        lines.append(f"{key:<{key_width}}  {getattr(config, key)!r:<28}  {type_name}")
+        if meanings.get(key):
+            lines += textwrap.wrap(meanings[key], max(40, width), initial_indent="    ", subsequent_indent="    ")
+    return lines
+
+
+def _listed(steps, limit: int = 8) -> str:
+    """``0, 50, 100`` or ``0, 50, 100, ..., 350, 399`` for long lists."""
+    steps = [int(s) for s in steps]
+    if len(steps) <= limit:
+        return ", ".join(map(str, steps))
+    return ", ".join(map(str, steps[: limit - 2])) + ", ..., " + ", ".join(map(str, steps[-2:]))
+
+
+def evaluation_steps(config: Config, dataset: Dataset) -> list[int]:
+    """The steps after which the runner evaluates (0 and the last step included)."""
+    total = total_steps(config, dataset)
+    every = config.eval_every or (total if config.full_batch else batch_iterator(config, dataset).steps_per_epoch)
+    return sorted({0, total, *range(every, total + 1, every)})
+
+
+def checkpoint_steps(config: Config, dataset: Dataset) -> list[int]:
+    """The steps at which the runner checkpoints (none at the end: a finished run has nothing to resume)."""
+    total = total_steps(config, dataset)
+    every = config.checkpoint_every or config.eval_every or (
+        total if config.full_batch else batch_iterator(config, dataset).steps_per_epoch)
+    return list(range(every, total, every))
+
+
+def resolved_lines(config: Config, dataset: Dataset) -> list[str]:
+    """What the interacting settings come to for ``config`` on ``dataset``."""
+    total = total_steps(config, dataset)
+    batches = batch_iterator(config, dataset)
+    if config.steps > 0:
+        length = f"{total} steps (steps = {config.steps} > 0, so epochs = {config.epochs} is ignored)"
+    elif config.full_batch:
+        length = f"{total} steps (steps = 0: epochs = {config.epochs} full-batch steps)"
+    else:
+        length = (f"{total} steps (steps = 0: epochs = {config.epochs} x {batches.steps_per_epoch} steps per epoch "
+                  f"of {batches.batch_size} of the {len(dataset.x_train)} training examples)")
+    evaluations = evaluation_steps(config, dataset)
+    checkpoints = checkpoint_steps(config, dataset)
+    lines = [
+        f"  run: {length}",
+        f"  evaluations: {len(evaluations)} (steps {_listed(evaluations)})"
+        + ("; eval_every = 0: once per epoch" if config.eval_every == 0 else ""),
+        f"  checkpoints: {len(checkpoints)}" + (f" (steps {_listed(checkpoints)})" if checkpoints else "")
+        + ("; checkpoint_every = 0: at every evaluation" if config.checkpoint_every == 0 else ""),
+    ]
+    if config.probe_budget > 0:
+        lines.append(f"  probes: chosen at the start from each probe's measured cost (probe_budget = "
+                     f"{config.probe_budget:g})")
+    else:
+        steps = measured_steps(config, total)
+        how = (f"probe_points = {config.probe_points}, {config.probe_spacing}" if config.probe_points > 0
+               else f"probe_every = {config.probe_every}")
+        count = f"{len(steps)} measurement{'' if len(steps) == 1 else 's'}"
+        lines.append(f"  probes: {count} ({how})" + (f": steps {_listed(steps)}" if steps else ""))
+        note = probe_schedule_note(config, total)
+        if note:
+            lines.append(f"  note: {note}")
+    return lines
+
+
+def config_lines(config: Config, dataset: Dataset, *, heading: str = "", width: int = 100) -> list[str]:
+    """Everything `normlab config` prints: ``heading``, the settings, what they resolve to here."""
+    lines = [heading] if heading else []
+    lines += setting_lines(config, width)
+    lines += ["", f"for this config on {dataset.name}:", *resolved_lines(config, dataset), "",
+              *textwrap.wrap(EPOCHS_AND_STEPS, max(40, width))]
+    return lines

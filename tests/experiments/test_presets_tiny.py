@@ -1,0 +1,90 @@
+"""Every preset at its tiny size, through the real runner and the report: each figure over training
+has at least two points in every curve, and the figures its probes promise are all there.
+
+Training, evaluation, probes, the store, the findings and report.html are the real ones. Drawing
+the figures' pixels (matplotlib's layout and rasterization, a second or more per figure) and
+encoding the animation are the only steps left out: the figure objects and their data are built
+by the report's own section builders, which is what the point counts are read from; rendering is
+tested by tests/report. Every preset of a model family shares one process, so JAX compiles each
+random initializer and evaluation shape once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from normlab.data import dataset_names
+from normlab.experiments import PRESETS, preset_config, run_experiment
+from normlab.probes import expand_bundles
+from normlab.report import report as report_module
+from normlab.report.html import RenderedItem
+from normlab.report.sections import Movie, Plot, too_few_points
+
+# Figures over training that a probe (or the metrics, for every run) must give.
+FIGURES = {
+    "metrics": ("loss_curves",),
+    "activations": ("activation_histograms", "activation_moments", "unit_moments", "tracked_percentiles",
+                    "moment_drift"),
+    "gradients": ("tracked_gradient", "gradient_moments", "gradient_histograms"),
+    "distance": ("distance_from_init",),
+    "ics": ("ics",),
+    "landscape": ("landscape",),
+    "predictiveness": ("predictiveness",),
+    "beta_smoothness": ("beta_smoothness",),
+    "hessian_top": ("hessian_top",),
+    "hessian_density": ("hessian_density",),
+    "hessian_trace": ("hessian_trace_concentration",),
+    "gradient_concentration": ("hessian_trace_concentration",),
+}
+DOWNLOADED = ("mnist", "fashion_mnist", "cifar10")
+
+
+@pytest.fixture
+def recorded_items(monkeypatch):
+    """The report's items as it renders them, with plots and animations kept instead of drawn."""
+    items: list = []
+    rendering = report_module._render_item
+
+    def record(item, out, formats, video):
+        items.append(item)
+        if isinstance(item, Plot):
+            short = too_few_points(item)
+            item.figure.clear()
+            if short is not None:
+                return RenderedItem("note", item.title, short, anchor=item.name)
+            return RenderedItem("image", item.title, item.caption, source=f"figures/{item.name}.png", anchor=item.name)
+        if isinstance(item, Movie):
+            return RenderedItem("gif", item.title, item.caption, source=f"animations/{item.name}.gif", anchor=item.name)
+        return rendering(item, out, formats, video)
+
+    monkeypatch.setattr(report_module, "_render_item", record)
+    return items
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_at_tiny_size_fills_every_figure_over_training(name, tmp_path, recorded_items):
+    config = preset_config(name, "tiny")
+    assert config.size == "tiny" and config.dataset not in DOWNLOADED  # seconds, no download
+    assert config.dataset in dataset_names()
+    begin = time.perf_counter()
+    result = run_experiment(config, out=tmp_path, quiet=True)
+    seconds = time.perf_counter() - begin
+    assert result.status == "completed" and result.report is not None
+    assert json.loads((Path(result.path) / "config.json").read_text())["size"] == "tiny"
+
+    plots = {item.name: item for item in recorded_items if isinstance(item, Plot) and item.points is not None}
+    for plot in plots.values():
+        assert plot.points and min(plot.points) >= 2, f"{name}: {plot.name} has curves of {plot.points} points"
+    html = (Path(result.report)).read_text()
+    assert 'class="note short"' not in html, f"{name}: a figure was replaced by its too-few-points note"
+
+    expected = set(FIGURES["metrics"])
+    for probe in expand_bundles(config.probes):
+        expected |= set(FIGURES.get(probe, ()))
+    missing = expected - set(plots)
+    assert not missing, f"{name}: figures over training missing from the report: {sorted(missing)}"
+    print(f"{name}: {seconds:.1f} s, {len(plots)} figures over training")
