@@ -42,3 +42,11 @@ def test_a_sweep_runs_every_member_and_reports_n_and_spread(tmp_path):
             finals.setdefault(network, []).append(float(evals[evals.network == network].test_accuracy.iloc[-1]))
     cells = [f"{network} {(a + b) / 2:.4f} ± {abs(a - b) / 2 ** 0.5:.4f} (n=2/2)" for network, (a, b) in finals.items()]
     assert "  lr=0.01: " + "; ".join(cells) in lines
+    # the paired difference batch - none per seed, 95% t-interval with t(0.975, 1) = 12.706
+    d = [b - a for a, b in zip(finals["none"], finals["batch"])]
+    mean, half = (d[0] + d[1]) / 2, 12.706 * abs(d[0] - d[1]) / 2 ** 0.5 / 2 ** 0.5
+    paired = next(line for line in lines if "paired difference from none" in line)
+    shown = paired.split("batch ")[1]
+    assert shown.startswith(f"{mean:+.4f} [") and shown.split(" (n=")[1].startswith("2)")
+    low, high = (float(v) for v in shown.split("[")[1].split("]")[0].split(", "))
+    assert low == pytest.approx(mean - half, abs=2e-4) and high == pytest.approx(mean + half, abs=2e-4)
