@@ -46,6 +46,15 @@ def _command_run(args) -> int:
     if args.resume:
         if args.preset or args.set or args.size:
             raise NormlabError("--resume continues a run with its stored config: give no PRESET, --size or --set")
+        from normlab.experiments.sweep import is_sweep_dir
+
+        if is_sweep_dir(args.resume):  # a sweep or study directory: complete its members
+            from normlab.experiments.config import from_dict
+            from normlab.experiments.sweep import load_sweep, resume_sweep
+
+            directory, results = resume_sweep(args.resume, quiet=args.quiet)
+            wants_report = from_dict(load_sweep(directory)["base_config"]).report and not args.no_report
+            return _finish_sweep(directory, results, quiet=args.quiet, report=wants_report)
         result = resume_experiment(args.resume, quiet=args.quiet)
         config = None
     else:
@@ -85,25 +94,50 @@ def _print_summary(result, *, quiet: bool) -> None:
 
 
 def _command_sweep(args) -> int:
-    from normlab.experiments.summary import sweep_summary_lines
-    from normlab.experiments.sweep import parse_grid, run_sweep
+    from normlab.experiments.sweep import parse_grid, resume_sweep, run_sweep
 
-    _preset, config = _preset_and_config(args)
-    seeds = _parse_seeds(args.seeds)
-    directory, _results = run_sweep(
-        config,
-        parse_grid(args.grid or []),
-        seeds,
-        out=args.out,
-        quiet=args.quiet,
-        executor="ray" if args.ray else "local",
-    )
-    if not args.quiet:
+    executor = _executor_options(args)
+    if args.resume:
+        if args.preset or args.set or args.size or args.grid or args.seeds is not None:
+            raise NormlabError("--resume completes a sweep with its stored settings: give no PRESET, --size, "
+                               "--set, --grid or --seeds")
+        directory, results = resume_sweep(args.resume, quiet=args.quiet, **executor)
+        from normlab.experiments.config import from_dict
+        from normlab.experiments.sweep import load_sweep
+
+        wants_report = from_dict(load_sweep(directory)["base_config"]).report
+    else:
+        _preset, config = _preset_and_config(args)
+        seeds = _parse_seeds(args.seeds if args.seeds is not None else "0")
+        directory, results = run_sweep(config, parse_grid(args.grid or []), seeds, out=args.out, quiet=args.quiet,
+                                       **executor)
+        wants_report = config.report
+    return _finish_sweep(directory, results, quiet=args.quiet, report=wants_report)
+
+
+def _executor_options(args) -> dict:
+    if args.address and not args.ray:
+        raise NormlabError("--address names a Ray cluster: use it with --ray")
+    return {"executor": "ray" if args.ray else "local", "jobs": args.jobs,
+            "threads_per_member": args.threads_per_member, "address": args.address}
+
+
+def _finish_sweep(directory: Path, results, *, quiet: bool, report: bool) -> int:
+    """Summary, report and the sweep directory; exit 1 if a member failed."""
+    from normlab.experiments.summary import sweep_summary_lines
+
+    if not quiet:
         for line in sweep_summary_lines(directory):
             _print(line)
-    if config.report:
-        _write_report(directory, quiet=args.quiet)
+    if report:
+        _write_report(directory, quiet=quiet)
     _print(f"sweep directory: {directory}")
+    failed = [result for result in results if result.status not in ("completed", "diverged")]
+    if failed:
+        print(f"normlab: error: {len(failed)} of {len(results)} members failed ({failed[0].path.name} first); "
+              f"after fixing the cause, `normlab sweep --resume {directory}` runs them again", file=sys.stderr,
+              flush=True)
+        return EXIT_FAILURE
     return 0
 
 
@@ -275,12 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="values to sweep (tuple settings: items joined by +, e.g. networks=none+batch)",
     )
     _add_size(sweep)
-    sweep.add_argument("--seeds", default="0", help="seeds, e.g. 0,1,2 or 0-4 (default: 0)")
+    sweep.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4 (default: 0)")
     sweep.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="settings shared by every member")
     sweep.add_argument(
         "--out", default="runs", help="directory under which the sweep directory is made (default: runs)"
     )
-    sweep.add_argument("--ray", action="store_true", help="run the members as Ray tasks (needs the ray extra)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR",
+                       help="complete a sweep: run its missing members, resume interrupted ones from their "
+                       "checkpoints, keep finished ones")
+    _executor_arguments(sweep)
     sweep.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
     sweep.set_defaults(handler=_command_sweep)
 
@@ -334,6 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _executor_arguments(parser) -> None:
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help="members at once in local worker processes (default: cores // --threads-per-member; "
+                        "1 runs them one after the other in this process)")
+    parser.add_argument("--threads-per-member", type=int, default=1, metavar="T",
+                        help="cores given to each member (its CPU affinity; default 1)")
+    parser.add_argument("--ray", action="store_true", help="run the members as Ray tasks (needs the ray extra)")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="the Ray cluster to join with --ray (e.g. ray://head:10001 or auto; default: "
+                        "RAY_ADDRESS, else a local Ray instance)")
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -341,6 +390,8 @@ def _interrupt(signum, frame):
 def _interrupted_message(interrupt: KeyboardInterrupt) -> str:
     """What stopped and the command that continues it."""
     where = getattr(interrupt, "path", None)
+    if getattr(interrupt, "sweep", False):  # experiments.sweep.SweepInterrupted
+        return f"normlab: interrupted; continue the sweep with `normlab sweep --resume {where}`"
     if getattr(interrupt, "training_complete", False):  # experiments.runner.ReportInterrupted
         return (f"normlab: interrupted while writing the report; training is complete; "
                 f"rebuild the report with `normlab report {where}`")

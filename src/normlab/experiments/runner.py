@@ -97,6 +97,7 @@ class _Progress:
     names: tuple[str, ...]
     quiet: bool
     start: int = 0
+    listener: Callable[[int, int], None] | None = None  # told (step, total) at every update, quiet or not
 
     def __enter__(self):
         self._bar = self._line = None
@@ -120,6 +121,8 @@ class _Progress:
         return self
 
     def update(self, step: int, losses: np.ndarray) -> None:
+        if self.listener is not None:
+            self.listener(step, self.total)
         text = "  ".join(f"{name} {loss:.4g}" for name, loss in zip(self.names, losses))
         if self._bar is not None:
             self._bar.update(self._task, completed=step, losses=text)
@@ -170,12 +173,14 @@ class _StopRequests:
 
 
 def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = False, run_dir: str | Path | None = None,
-                   report: bool | None = None) -> RunResult:
+                   report: bool | None = None, on_progress: Callable[[int, int], None] | None = None) -> RunResult:
     """Run ``config`` into a new run directory under ``out`` (or exactly ``run_dir``).
 
     The report (figures and ``report.html`` under ``<run>/report``) is written at the end when
     ``report`` is true, or, if it is None, when ``config.report`` is (sweeps report their members
-    together, so they pass False).
+    together, so they pass False). ``on_progress(step, total)`` is called whenever the progress
+    bar would move (every ``log_every`` steps and at evaluations), also when ``quiet``; an
+    exception it raises stops the run as Ctrl-C does (a ``KeyboardInterrupt`` checkpoints first).
     """
     configure_compile_cache(compile_cache_dir())
     check_output_root(Path(run_dir).parent if run_dir is not None else out)
@@ -208,12 +213,14 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
     )
     write_start_views(store, config, dataset, specs, states)  # before training donates the states
     result = _train(config, dataset, specs, states, probe_setups(probes, specs, states), probes, store, start=0,
-                    quiet=quiet, compiled=compiled)
+                    quiet=quiet, compiled=compiled, on_progress=on_progress)
     return _with_report(result, config.report if report is None else report)
 
 
-def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
-    """Continue an interrupted run from its last checkpoint; same result as an uninterrupted run."""
+def resume_experiment(path: str | Path, *, quiet: bool = False,
+                      on_progress: Callable[[int, int], None] | None = None) -> RunResult:
+    """Continue an interrupted run from its last checkpoint; same result as an uninterrupted run
+    (``on_progress`` as for ``run_experiment``)."""
     configure_compile_cache(compile_cache_dir())
     run = load_run(path)
     if run.status in ("completed", "diverged"):
@@ -244,7 +251,7 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     store.truncate_after(start - 1, keep_checkpoints=True)
     store.set_status("running", resumed_from=start, diverged=diverged)
     result = _train(config, dataset, specs, states, setups, probes, store, start=start, quiet=quiet,
-                    diverged=diverged)
+                    diverged=diverged, on_progress=on_progress)
     return _with_report(result, config.report)
 
 
@@ -308,7 +315,7 @@ def scheduled_probes(probes: tuple, probe_schedule: dict) -> tuple:
 
 
 def _train(config, dataset, specs, states, setups, probes, store, *, start: int, quiet: bool,
-           diverged=None, compiled=None) -> RunResult:
+           diverged=None, compiled=None, on_progress=None) -> RunResult:
     names = tuple(spec.name for spec in specs)
     total = total_steps(config, dataset)
     batches = batch_iterator(config, dataset)
@@ -365,7 +372,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
             CompileTimer() as compile_timer,
             CacheEvents() as cache_events,
             _StopRequests() as stop,
-            _Progress(total, names, quiet, start) as progress,
+            _Progress(total, names, quiet, start, on_progress) as progress,
         ):
             if start % eval_every == 0:  # step 0, or a resumed run whose checkpoint sits on an evaluation
                 run_evaluation(start)

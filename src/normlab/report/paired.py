@@ -24,8 +24,9 @@ Pure NumPy/SciPy on plain numbers: the report and the experiments' summaries bot
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class PairedDifference:
         return f"{body} (n={self.n})"
 
 
-def summarize(values: Sequence[float]) -> Summary:
+def summarize(values: Iterable[float]) -> Summary:
     """``Summary`` of ``values``; non-finite values count as missing."""
     array = np.asarray(list(values), dtype=float)
     finite = array[np.isfinite(array)]
@@ -102,7 +103,7 @@ def t_quantile(confidence: float, degrees_of_freedom: int) -> float:
     return float(t.ppf(0.5 + confidence / 2.0, degrees_of_freedom))
 
 
-def paired_difference(variant: Mapping[Hashable, float], baseline: Mapping[Hashable, float], *,
+def paired_difference(variant: Mapping[Any, float], baseline: Mapping[Any, float], *,
                       confidence: float = CONFIDENCE) -> PairedDifference:
     """``variant - baseline`` paired by key (the seed); see the module docstring for the method."""
     keys = set(variant) | set(baseline)
@@ -131,7 +132,7 @@ class PairedRow:
     difference: PairedDifference | None
 
 
-def paired_rows(values: Mapping[Hashable, Mapping[Hashable, float]], baseline: Hashable) -> list[PairedRow]:
+def paired_rows(values: Mapping[Any, Mapping[Any, float]], baseline: Hashable) -> list[PairedRow]:
     """For ``values[variant][seed]``: one row per variant (the baseline first), each with its
     ``Summary`` and, except the baseline, its ``paired_difference`` from ``baseline``."""
     if baseline not in values:
