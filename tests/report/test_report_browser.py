@@ -80,6 +80,8 @@ ALL_FIGURES = (
     "beta_smoothness",
     "divergence",
     "distance_from_init",
+    "bn_parameter_histograms",
+    "bn_parameter_deviation",
 )
 
 
@@ -95,7 +97,7 @@ def test_report_of_a_real_tiny_run_opens_in_chromium(tmp_path):
 
     config = apply_overrides(get_preset("quickstart").config, [
         "dataset=synthetic", "steps=8", "eval_every=4", "probe_every=1", "log_every=4", "report=false",
-        "probes=activations,gradients,distance,ics,landscape,predictiveness,beta_smoothness,divergence",
+        "probes=activations,gradients,distance,ics,landscape,predictiveness,beta_smoothness,divergence,bn_parameters",
     ])
     result = run_experiment(config, run_dir=tmp_path / "run", quiet=True)
     report = write_report([result.path], out=result.path / "report")

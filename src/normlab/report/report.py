@@ -13,6 +13,7 @@ from pathlib import Path
 
 from normlab.errors import fault_point
 from normlab.report.figures.activations import activations_section
+from normlab.report.figures.bn_parameters import bn_parameters_section
 from normlab.report.figures.curvature import curvature_section
 from normlab.report.figures.distance import distance_section
 from normlab.report.figures.drift import drift_section
@@ -43,6 +44,7 @@ SECTION_BUILDERS: list[Callable[[RunSet], Section]] = [
     divergence_section,
     curvature_section,
     distance_section,
+    bn_parameters_section,
     sweep_section,
 ]
 
