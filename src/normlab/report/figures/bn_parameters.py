@@ -93,7 +93,8 @@ def plot_deviation(runset: RunSet) -> Plot | None:
         "units of |gamma - 1| (left) and |beta| (right), one line per layer (thicker = deeper: "
         + ", ".join(layers) + ") and network. 0 means the layer still applies the identity after normalizing."
     )
-    return Plot("bn_parameter_deviation", "Gamma and beta over training", figure, caption)
+    return Plot("bn_parameter_deviation", "Gamma and beta over training", figure, caption,
+                points=tuple(len(arrays["step"]) for _run, _network, arrays in data))
 
 
 def bn_parameters_section(runset: RunSet) -> Section:
