@@ -114,3 +114,15 @@ def test_report_of_a_real_tiny_run_opens_in_chromium(tmp_path):
     left_out = html.split('id="left-out"')[1].split("</section>")[0]
     # only the sweep and the curvature probes (not measured by this run) are missing
     assert "<b>Sweep curves</b>" in left_out and "<b>Hessian curvature" in left_out and left_out.count("<li>") == 2
+
+
+def test_sweep_report_opens_in_chromium(sweep_dir, tmp_path):
+    """A sweep's report (3 lrs x 2 seeds): its curves, per-epoch panels and tables load as the run report does."""
+    from normlab.report import write_report
+
+    report = write_report([sweep_dir], out=tmp_path / "report", video=False)
+    result = _check_page(report, tmp_path)
+    srcs = [image["src"] for image in result.images]
+    assert "figures/sweep_lr.png" in srcs and "figures/per_epoch_lr.png" in srcs
+    html = report.read_text(encoding="utf-8")
+    assert "<h3>Largest lr that trains</h3>" in html and "<h3>Paired differences from the baseline</h3>" in html
