@@ -91,10 +91,10 @@ def plot_accuracy_per_epoch(curves) -> Plot | None:
                 continue
             table = pd.concat([frame for _d, frame in members], axis=1)
             mean, spread, n = table.mean(axis=1), table.std(axis=1, ddof=1), table.count(axis=1)
-            diverged = sum(d for d, _f in members)
+            diverged_count = sum(d for d, _f in members)
             counts.append(len(members))
             label = f"{curves.x_key}={format_value(x)}" if curves.x_key else "all runs"
-            label += f" (n={len(members)}" + (f", {diverged} diverged)" if diverged else ")")
+            label += f" (n={len(members)}" + (f", {diverged_count} diverged)" if diverged_count else ")")
             axis.plot(mean.index, mean.to_numpy(), color=color, linewidth=1.4, marker=".", label=label)
             if (n > 1).any():
                 axis.fill_between(mean.index, (mean - spread).to_numpy(), (mean + spread).to_numpy(), color=color,
