@@ -197,6 +197,8 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
         metric_columns=METRIC_COLUMNS,
     )
     compiled: dict[frozenset, Callable] = {}
+    if config.step_cost_repeats > 0:
+        store.update_info(step_seconds=network_step_seconds(config, dataset, specs, states))
     if config.probe_budget > 0:
         probe_schedule = choose_probe_schedule(config, dataset, specs, states, probes, compiled)
         store.update_info(probe_schedule=probe_schedule)
@@ -306,6 +308,31 @@ def choose_probe_schedule(config, dataset, specs, states, probes, compiled) -> d
     steps = budget_schedules(total, config.probe_budget, costs)
     return {"budget": config.probe_budget, "costs": costs,
             "steps": {name: list(s) for name, s in steps.items()}}
+
+
+def network_step_seconds(config, dataset, specs, states) -> dict[str, float]:
+    """Each network's plain training step (no probe) timed alone on the first batch: one
+    compiling call, then ``config.step_cost_repeats`` rounds in which the networks take turns
+    (so machine noise hits them alike); the median wall time per network, in seconds. On copies
+    of the states (a step donates its input), so training starts from the states as built."""
+    x, y = _batch(config, dataset, batch_iterator(config, dataset), 0) if not config.full_batch else (
+        jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train))
+    steps = [make_group_step((spec,), ()) for spec in specs]
+
+    def seconds(index: int) -> float:
+        copies = (jax.tree.map(jnp.copy, states[index]),)
+        jax.block_until_ready(copies)
+        begin = time.perf_counter()
+        jax.block_until_ready(steps[index](copies, x, y, jnp.asarray(0, jnp.int32), ({},)))
+        return time.perf_counter() - begin
+
+    for index in range(len(specs)):
+        seconds(index)  # compiles
+    samples: list[list[float]] = [[] for _ in specs]
+    for _ in range(config.step_cost_repeats):
+        for index in range(len(specs)):
+            samples[index].append(seconds(index))
+    return {spec.name: float(np.median(times)) for spec, times in zip(specs, samples)}
 
 
 def scheduled_probes(probes: tuple, probe_schedule: dict) -> tuple:
