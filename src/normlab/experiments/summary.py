@@ -97,6 +97,36 @@ def summary_lines(path: str | Path) -> list[str]:
     return lines
 
 
+def study_summary_lines(directory: str | Path) -> list[str]:
+    """A study directory's variants: each one's final test accuracy (mean ± std, n) and its paired
+    difference from the study's baseline in the same context; [] for a plain sweep."""
+    from normlab.report.figures.variants import variant_data
+    from normlab.report.runs import collect_runs
+
+    runset = collect_runs([directory])
+    data = variant_data(runset.sweeps[0]) if runset.sweeps else None
+    if data is None:
+        return []
+    lines = [f"study {data.record.get('name')} (size {data.record.get('size')}): final test accuracy, %, and the "
+             f"paired difference from {data.baseline} per seed (95% t-interval)"]
+    for context in data.contexts:
+        if context:
+            lines.append(f"  {context}:")
+        base = data.values.get((context, data.baseline))
+        for variant in data.variants:
+            seeds = data.values.get((context, variant))
+            if seeds is None:
+                continue
+            text = f"    {variant}: {summarize(seeds.values()).text(100, 2)}"
+            if variant == data.baseline:
+                text += " (baseline)"
+            elif base is not None:
+                difference = paired_difference(seeds, base)
+                text += f"; difference {difference.text(100, 2)}" + (" excludes 0" if difference.excludes_zero else "")
+            lines.append(text)
+    return lines
+
+
 def sweep_summary_lines(directory: str | Path) -> list[str]:
     """Final test accuracy (or loss, for regression) of every grid point and network over seeds:
     mean, standard deviation and n, so no comparison hides its spread; then, per grid point, each
@@ -118,7 +148,8 @@ def sweep_summary_lines(directory: str | Path) -> list[str]:
             column = "test_accuracy" if rows["test_accuracy"].notna().any() else "test_loss"
             value = float("nan") if diverged else float(rows[column].iloc[-1])
             groups.setdefault(key, {}).setdefault(network, {})[member["seed"]] = value
-    lines = [f"sweep of {sweep['preset']} over {', '.join(sweep['grid']) or 'seeds'}; seeds {sweep['seeds']}",
+    varied = list(dict.fromkeys(key for variant in sweep.get("variants", []) for key in variant)) + list(sweep["grid"])
+    lines = [f"sweep of {sweep['preset']} over {', '.join(varied) or 'seeds'}; seeds {sweep['seeds']}",
              "final test metric per network: mean ± std (n; diverged runs count as missing)"]
     for key, per_network in groups.items():
         label = ", ".join(f"{k}={v}" for k, v in key) or "(base)"

@@ -84,7 +84,7 @@ class SweepPoint:
 
     @property
     def name(self) -> str:
-        parts = [f"{key}={value}" for key, value in self.settings] + [f"seed={self.seed}"]
+        parts = [f"{key}={value if value != '' else 'none'}" for key, value in self.settings] + [f"seed={self.seed}"]
         return "-".join(part.replace("/", "_").replace(",", "+") for part in parts)
 
 
@@ -116,10 +116,14 @@ def parse_grid(assignments: list[str]) -> dict[str, list[str]]:
     return grid
 
 
-def sweep_points(grid: dict[str, list[str]], seeds: list[int]) -> list[SweepPoint]:
+def sweep_points(grid: dict[str, list[str]], seeds: list[int], variants: list[dict[str, str]] | None = None
+                 ) -> list[SweepPoint]:
+    """Every variant (a dict of settings; default: one empty variant) x every grid point x every
+    seed, in that order; a variant's settings come first in a member's settings and name."""
     keys = list(grid)
-    combos = itertools.product(*(grid[key] for key in keys)) if keys else [()]
-    return [SweepPoint(tuple(zip(keys, combo)), seed) for combo in combos for seed in seeds]
+    combos = list(itertools.product(*(grid[key] for key in keys))) if keys else [()]
+    return [SweepPoint(tuple(variant.items()) + tuple(zip(keys, combo)), seed)
+            for variant in (variants or [{}]) for combo in combos for seed in seeds]
 
 
 def member_config(base: Config, point: SweepPoint) -> Config:
@@ -158,20 +162,24 @@ def run_sweep(
     jobs: int | None = None,
     threads_per_member: int = 1,
     address: str | None = None,
+    variants: list[dict[str, str]] | None = None,
+    label: str | None = None,
     extra: dict | None = None,
 ) -> tuple[Path, list[RunResult]]:
-    """Run every grid point for every seed into a new sweep directory under ``out``; returns the
-    directory and the members' results (in sweep.json order). ``extra`` is recorded in
-    sweep.json as it is (a study's name, its baseline, ...)."""
+    """Run every grid point for every seed (and every variant: a dict of settings, see
+    ``sweep_points``) into a new sweep directory under ``out``, named ``<time>-<label>``
+    (default ``sweep-<preset>``); returns the directory and the members' results (in sweep.json
+    order). ``extra`` is recorded in sweep.json as it is (a study's record)."""
     if not seeds:
         raise NormlabError("a sweep needs at least one seed")
     _check_executor(executor, jobs, threads_per_member)
-    points = sweep_points(grid, seeds)
+    points = sweep_points(grid, seeds, variants)
     content = {
         "format": 1,
         "preset": base.preset,
         "base_config": to_dict(base),
         "grid": grid,
+        "variants": variants or [],
         "seeds": seeds,
         "members": [{"dir": point.name, "settings": dict(point.settings), "seed": point.seed, "status": "pending"}
                     for point in points],
@@ -181,7 +189,7 @@ def run_sweep(
     }
     member_configs(content)  # validate every member before anything is written
     check_output_root(out)
-    directory = new_run_dir(Path(out), f"sweep-{base.preset}")
+    directory = new_run_dir(Path(out), label or f"sweep-{base.preset}")
     write_json_atomically(directory / SWEEP_FILE, content)
     return directory, _execute(directory, content, quiet=quiet, executor=executor, jobs=jobs,
                                threads_per_member=threads_per_member, address=address)

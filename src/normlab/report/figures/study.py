@@ -137,6 +137,8 @@ def trains_table(curves) -> Table | None:
     """Per variant and network: the largest value of the swept setting at which it trains."""
     if curves.metric != "test_accuracy" or curves.x_key is None:
         return None
+    if not all(is_number(x) for points in curves.points.values() for x in points):
+        return None  # "the largest value that trains" needs an ordered, numeric setting
     chance = chance_level(curves.sweep.runs)
     if chance is None:
         return None

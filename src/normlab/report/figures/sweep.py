@@ -25,6 +25,7 @@ from normlab.report.runs import (
     format_value,
     hashable,
     is_number,
+    study_record,
     varied_settings,
 )
 from normlab.report.sections import Plot, Section, Table, missing
@@ -230,6 +231,15 @@ def sweep_table(curves: list[SweepCurves]) -> Table:
     )
 
 
+def _study_without_axis(sweep: Sweep) -> bool:
+    """A study whose variants are settings (d2l ex. 1, 3-7): its own section compares them."""
+    found = study_record(sweep)
+    if found is None:
+        return False
+    x_key = found[0].get("x_key")
+    return not x_key or x_key in found[0].get("variant_keys", [])
+
+
 def sweep_section(runset: RunSet) -> Section:
     """Final accuracy against the swept setting for every sweep (sweeps with the same x overlaid)."""
     if not runset.sweeps:
@@ -239,16 +249,19 @@ def sweep_section(runset: RunSet) -> Section:
         "Sweeps found: " + "; ".join(f"{s.label} ({len(s.runs)} runs)" for s in runset.sweeps) + "."
     ))
     by_key: dict = defaultdict(list)
-    for sweep in runset.sweeps:
+    plain = [sweep for sweep in runset.sweeps if not _study_without_axis(sweep)]
+    if not plain:
+        section.notes.append("A study without a swept axis: its comparisons are in the study section.")
+    for sweep in plain:
         curves = sweep_curves(sweep)
         by_key[(curves.x_key, curves.metric)].append(curves)
     for curves in by_key.values():
         section.add(plot_sweep(curves))
         section.add(sweep_table(curves))
-    for sweep_index, sweep in enumerate(runset.sweeps):
+    for sweep_index, sweep in enumerate(plain):
         curves = sweep_curves(sweep)
         plot = plot_accuracy_per_epoch(curves)
-        if plot is not None and len(runset.sweeps) > 1:
+        if plot is not None and len(plain) > 1:
             plot.name += f"_{sweep_index}"
             plot.title += f" ({sweep.label})"
         section.add(plot)
