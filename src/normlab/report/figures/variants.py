@@ -70,7 +70,7 @@ def variant_data(sweep: Sweep) -> VariantData | None:
     baseline = record.get("baseline", {})
     data.baseline = variant_label(baseline.get("network", ""), {k: v for k, v in baseline.get("settings", {}).items()})
     for member in members:  # in the study's order: variants, then grid values, then seeds
-        report_run = by_dir.get(member.get("dir"))
+        report_run = by_dir.get(str(member.get("dir", "")))
         if report_run is None:
             continue  # not run yet (an interrupted study)
         settings = member.get("settings", {})
