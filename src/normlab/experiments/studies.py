@@ -171,7 +171,7 @@ _STUDIES = [
         base="d2l_lenet", reproduces="d2l ex. 2; B18 (BN permits larger learning rates)",
         settings=dict(NO_PROBES), grid={"lr": D2L_LR_GRID}, x_key="lr",
         sizes=_sizes(tiny=StudySize(grid={"lr": ("0.1", "4")}, seeds=TINY_SEEDS),
-                     small=StudySize(grid={"lr": ("0.05", "0.5", "2", "4")}, seeds=(0, 1, 2))),
+                     small=StudySize(grid={"lr": ("0.05", "0.25", "1", "4")}, seeds=(0, 1, 2))),
     ),
     Study(
         "d2l_layers",
