@@ -35,11 +35,11 @@ def _preset_and_config(args):
     """The chosen preset (default: quickstart) at ``--size`` (default: the preset's own) with ``--set``."""
     from normlab.experiments import apply_overrides, get_preset
     from normlab.experiments.presets import DEFAULT_PRESET
-
     from normlab.experiments.studies import STUDIES
 
     if args.preset in STUDIES:  # normlab sweep STUDY: a study is its own sweep
-        raise NormlabError(f"{args.preset} is a study (its own grid and seeds): run it with `normlab run {args.preset}`")
+        raise NormlabError(f"{args.preset} is a study (its own grid and seeds): run it with "
+                           f"`normlab run {args.preset}`")
     preset = get_preset(args.preset or DEFAULT_PRESET)
     return preset, apply_overrides(preset.at_size(args.size), args.set or [])
 

@@ -139,3 +139,8 @@ def test_list_names_every_study(capsys):
     out = capsys.readouterr().out
     for name in STUDIES:
         assert f"\n  {name} " in out
+
+
+def test_a_study_is_not_swept_as_a_preset(tmp_path, capsys):
+    assert main(["sweep", "d2l_lr", "--out", str(tmp_path)]) == 2
+    assert "d2l_lr is a study (its own grid and seeds): run it with `normlab run d2l_lr`" in capsys.readouterr().err
