@@ -35,20 +35,39 @@ def _preset_and_config(args):
     """The chosen preset (default: quickstart) at ``--size`` (default: the preset's own) with ``--set``."""
     from normlab.experiments import apply_overrides, get_preset
     from normlab.experiments.presets import DEFAULT_PRESET
+    from normlab.experiments.studies import STUDIES
 
+    if args.preset in STUDIES:  # normlab sweep STUDY: a study is its own sweep
+        raise NormlabError(f"{args.preset} is a study (its own grid and seeds): run it with "
+                           f"`normlab run {args.preset}`")
     preset = get_preset(args.preset or DEFAULT_PRESET)
     return preset, apply_overrides(preset.at_size(args.size), args.set or [])
 
 
 def _command_run(args) -> int:
     from normlab.experiments import resume_experiment, run_experiment
+    from normlab.experiments.studies import STUDIES
 
     if args.resume:
-        if args.preset or args.set or args.size:
-            raise NormlabError("--resume continues a run with its stored config: give no PRESET, --size or --set")
+        if args.preset or args.set or args.size or args.seeds or args.grid or args.base:
+            raise NormlabError("--resume continues a run with its stored config: give no PRESET, --size, --set, "
+                               "--seeds, --grid or --base")
+        from normlab.experiments.sweep import is_sweep_dir
+
+        if is_sweep_dir(args.resume):  # a sweep or study directory: complete its members
+            from normlab.experiments.config import from_dict
+            from normlab.experiments.sweep import load_sweep, resume_sweep
+
+            directory, results = resume_sweep(args.resume, quiet=args.quiet, **_executor_options(args))
+            wants_report = from_dict(load_sweep(directory)["base_config"]).report and not args.no_report
+            return _finish_sweep(directory, results, quiet=args.quiet, report=wants_report)
+        _refuse_study_options(args, "--resume of a run")
         result = resume_experiment(args.resume, quiet=args.quiet)
         config = None
+    elif args.preset in STUDIES:
+        return _command_study(args)
     else:
+        _refuse_study_options(args, "a preset (for a preset over seeds or a grid: normlab sweep)")
         preset, config = _preset_and_config(args)
         if args.no_report:
             from dataclasses import replace
@@ -62,6 +81,39 @@ def _command_run(args) -> int:
         _print(f"report: {result.report}")
     _print(f"run directory: {result.path}")
     return 0
+
+
+def _refuse_study_options(args, what: str) -> None:
+    given = [flag for flag, value in (("--seeds", args.seeds), ("--grid", args.grid), ("--base", args.base),
+                                      ("--jobs", args.jobs), ("--ray", args.ray), ("--address", args.address))
+             if value]
+    if given or args.threads_per_member != 1:
+        flags = ", ".join(given or ["--threads-per-member"])
+        raise NormlabError(f"{flags} apply to studies and sweeps, not to {what}")
+
+
+def _command_study(args) -> int:
+    """``normlab run STUDY``: every member of the study into one sweep directory, then its report."""
+    from dataclasses import replace
+
+    from normlab.experiments.studies import get_study, run_study
+    from normlab.experiments.sweep import parse_grid
+
+    study = get_study(args.preset)
+    executor = _executor_options(args)
+    plan = study.plan(args.size, base=args.base, overrides=args.set or [],
+                      seeds=_parse_seeds(args.seeds) if args.seeds else None,
+                      grid=parse_grid(args.grid) if args.grid else None)
+    if args.no_report:
+        plan = replace(plan, config=replace(plan.config, report=False))
+    if not args.quiet:
+        _print(f"normlab run {study.name} --size {plan.record['size']}: {study.description}")
+        _print(f"  {plan.members} members: base {plan.record['base']}, "
+               + (f"{len(plan.variants)} variants x " if plan.variants else "")
+               + "".join(f"{len(values)} {key} x " for key, values in plan.grid.items())
+               + f"seeds {','.join(map(str, plan.seeds))}")
+    directory, results = run_study(study, plan, out=args.out, quiet=args.quiet, **executor)
+    return _finish_sweep(directory, results, quiet=args.quiet, report=plan.config.report)
 
 
 def _write_report(path: Path, *, quiet: bool) -> None:
@@ -85,25 +137,50 @@ def _print_summary(result, *, quiet: bool) -> None:
 
 
 def _command_sweep(args) -> int:
-    from normlab.experiments.summary import sweep_summary_lines
-    from normlab.experiments.sweep import parse_grid, run_sweep
+    from normlab.experiments.sweep import parse_grid, resume_sweep, run_sweep
 
-    _preset, config = _preset_and_config(args)
-    seeds = _parse_seeds(args.seeds)
-    directory, _results = run_sweep(
-        config,
-        parse_grid(args.grid or []),
-        seeds,
-        out=args.out,
-        quiet=args.quiet,
-        executor="ray" if args.ray else "local",
-    )
-    if not args.quiet:
-        for line in sweep_summary_lines(directory):
+    executor = _executor_options(args)
+    if args.resume:
+        if args.preset or args.set or args.size or args.grid or args.seeds is not None:
+            raise NormlabError("--resume completes a sweep with its stored settings: give no PRESET, --size, "
+                               "--set, --grid or --seeds")
+        directory, results = resume_sweep(args.resume, quiet=args.quiet, **executor)
+        from normlab.experiments.config import from_dict
+        from normlab.experiments.sweep import load_sweep
+
+        wants_report = from_dict(load_sweep(directory)["base_config"]).report
+    else:
+        _preset, config = _preset_and_config(args)
+        seeds = _parse_seeds(args.seeds if args.seeds is not None else "0")
+        directory, results = run_sweep(config, parse_grid(args.grid or []), seeds, out=args.out, quiet=args.quiet,
+                                       **executor)
+        wants_report = config.report
+    return _finish_sweep(directory, results, quiet=args.quiet, report=wants_report)
+
+
+def _executor_options(args) -> dict:
+    if args.address and not args.ray:
+        raise NormlabError("--address names a Ray cluster: use it with --ray")
+    return {"executor": "ray" if args.ray else "local", "jobs": args.jobs,
+            "threads_per_member": args.threads_per_member, "address": args.address}
+
+
+def _finish_sweep(directory: Path, results, *, quiet: bool, report: bool) -> int:
+    """Summary, report and the sweep directory; exit 1 if a member failed."""
+    from normlab.experiments.summary import study_summary_lines, sweep_summary_lines
+
+    if not quiet:
+        for line in sweep_summary_lines(directory) + study_summary_lines(directory):
             _print(line)
-    if config.report:
-        _write_report(directory, quiet=args.quiet)
+    if report:
+        _write_report(directory, quiet=quiet)
     _print(f"sweep directory: {directory}")
+    failed = [result for result in results if result.status not in ("completed", "diverged")]
+    if failed:
+        print(f"normlab: error: {len(failed)} of {len(results)} members failed ({failed[0].path.name} first); "
+              f"after fixing the cause, `normlab sweep --resume {directory}` runs them again", file=sys.stderr,
+              flush=True)
+        return EXIT_FAILURE
     return 0
 
 
@@ -123,11 +200,16 @@ def _parse_seeds(text: str) -> list[int]:
 def _command_list(args) -> int:
     from normlab.data import DATASETS
     from normlab.experiments import PRESETS
+    from normlab.experiments.studies import STUDIES
     from normlab.models import MODELS
     from normlab.norms import NORMS
     from normlab.probes import probe_descriptions
 
     sections = [
+        ("studies (normlab run STUDY: a preset over variants, a grid and seeds, into one sweep directory)",
+         {name: f"{study.description} [base {study.base}; sizes: "
+          + ", ".join(size + (" (default)" if size == study.default_size else "") for size in study.sizes)
+          + "]" for name, study in STUDIES.items()}),
         ("presets", {name: f"{preset.description} [sizes: "
                      + ", ".join(size + (" (default)" if size == preset.default_size else "") for size in preset.sizes)
                      + "]" for name, preset in PRESETS.items()}),
@@ -170,7 +252,10 @@ def _command_config(args) -> int:
 
     from normlab.experiments.build import prepare
     from normlab.experiments.explain import config_lines
+    from normlab.experiments.studies import STUDIES
 
+    if args.preset in STUDIES:
+        return _print_study_plan(args)
     preset, config = _preset_and_config(args)
     dataset, _specs, _states = prepare(config)  # the checks against the dataset and models that `normlab run` makes
     sizes = ", ".join(size + (" (default)" if size == preset.default_size else "") for size in preset.sizes)
@@ -178,6 +263,32 @@ def _command_config(args) -> int:
         f", with --set {' '.join(args.set)}" if args.set else "")
     for line in config_lines(config, dataset, heading=heading, width=shutil.get_terminal_size((100, 24)).columns):
         _print(line)
+    return 0
+
+
+def _print_study_plan(args) -> int:
+    """``normlab config STUDY``: the members' shared settings (those differing from the base
+    preset at that size), the variants, the grid and the seeds."""
+    from normlab.experiments import get_preset
+    from normlab.experiments.build import prepare
+    from normlab.experiments.config import changed_settings
+    from normlab.experiments.studies import get_study
+
+    study = get_study(args.preset)
+    plan = study.plan(args.size, overrides=args.set or [])
+    prepare(plan.config)
+    base = get_preset(plan.record["base"]).at_size(plan.record["size"])
+    _print(f"study {study.name} at size {plan.record['size']}: {plan.members} members of preset "
+           f"{plan.record['base']} ({study.reproduces})")
+    for key, value in changed_settings(plan.config, base).items():
+        _print(f"  set      {key} = {value!r}")
+    for variant in plan.variants:
+        _print("  variant  " + ", ".join(f"{k}={v!r}" for k, v in variant.items()))
+    for key, values in plan.grid.items():
+        _print(f"  grid     {key} = {', '.join(values)}")
+    _print(f"  seeds    {', '.join(map(str, plan.seeds))}")
+    baseline = plan.record["baseline"]
+    _print(f"  baseline {baseline['network']}" + "".join(f", {k}={v!r}" for k, v in baseline["settings"].items()))
     return 0
 
 
@@ -249,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="run a preset (default: quickstart) and print its run directory",
     )
-    run.add_argument("preset", nargs="?", help="preset name (see `normlab list`)")
+    run.add_argument("preset", nargs="?", help="preset or study name (see `normlab list`)")
     run.add_argument(
         "--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings (see `normlab config`)"
     )
@@ -258,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     run.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
+    run.add_argument("--seeds", help="a study's seeds instead of its own, e.g. 0,1,2 or 0-4")
+    run.add_argument("--grid", action="extend", nargs="+", metavar="KEY=V1,V2",
+                     help="a study's grid values instead of its own (per key; tuple items joined by +)")
+    run.add_argument("--base", metavar="PRESET", help="lr_sweep: the preset whose group is swept (default d2l_lenet)")
+    _executor_arguments(run)
     run.set_defaults(handler=_command_run)
 
     sweep = commands.add_parser(
@@ -275,12 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="values to sweep (tuple settings: items joined by +, e.g. networks=none+batch)",
     )
     _add_size(sweep)
-    sweep.add_argument("--seeds", default="0", help="seeds, e.g. 0,1,2 or 0-4 (default: 0)")
+    sweep.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4 (default: 0)")
     sweep.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="settings shared by every member")
     sweep.add_argument(
         "--out", default="runs", help="directory under which the sweep directory is made (default: runs)"
     )
-    sweep.add_argument("--ray", action="store_true", help="run the members as Ray tasks (needs the ray extra)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR",
+                       help="complete a sweep: run its missing members, resume interrupted ones from their "
+                       "checkpoints, keep finished ones")
+    _executor_arguments(sweep)
     sweep.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
     sweep.set_defaults(handler=_command_sweep)
 
@@ -334,6 +453,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _executor_arguments(parser) -> None:
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help="members at once in local worker processes (default: cores // --threads-per-member; "
+                        "1 runs them one after the other in this process)")
+    parser.add_argument("--threads-per-member", type=int, default=1, metavar="T",
+                        help="cores given to each member (its CPU affinity; default 1)")
+    parser.add_argument("--ray", action="store_true", help="run the members as Ray tasks (needs the ray extra)")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="the Ray cluster to join with --ray (e.g. ray://head:10001 or auto; default: "
+                        "RAY_ADDRESS, else a local Ray instance)")
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -341,6 +472,8 @@ def _interrupt(signum, frame):
 def _interrupted_message(interrupt: KeyboardInterrupt) -> str:
     """What stopped and the command that continues it."""
     where = getattr(interrupt, "path", None)
+    if getattr(interrupt, "sweep", False):  # experiments.sweep.SweepInterrupted
+        return f"normlab: interrupted; continue the sweep with `normlab sweep --resume {where}`"
     if getattr(interrupt, "training_complete", False):  # experiments.runner.ReportInterrupted
         return (f"normlab: interrupted while writing the report; training is complete; "
                 f"rebuild the report with `normlab report {where}`")

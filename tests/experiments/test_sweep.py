@@ -27,7 +27,7 @@ def test_a_sweep_runs_every_member_and_reports_n_and_spread(tmp_path):
     base = apply_overrides(replace(default_config(), preset="tiny"),
                            ["dataset=synthetic", "width=0.25", "steps=6", "eval_every=3", "probe_every=3",
                             "report=false", "probes=distance"])
-    directory, results = run_sweep(base, parse_grid(["lr=0.01"]), [0, 1], out=tmp_path, quiet=True)
+    directory, results = run_sweep(base, parse_grid(["lr=0.01"]), [0, 1], out=tmp_path, quiet=True, jobs=1)
     sweep = load_sweep(directory)
     assert [m["dir"] for m in sweep["members"]] == ["lr=0.01-seed=0", "lr=0.01-seed=1"]
     assert sweep["status"] == "completed" and len(results) == 2
@@ -42,3 +42,28 @@ def test_a_sweep_runs_every_member_and_reports_n_and_spread(tmp_path):
             finals.setdefault(network, []).append(float(evals[evals.network == network].test_accuracy.iloc[-1]))
     cells = [f"{network} {(a + b) / 2:.4f} ± {abs(a - b) / 2 ** 0.5:.4f} (n=2/2)" for network, (a, b) in finals.items()]
     assert "  lr=0.01: " + "; ".join(cells) in lines
+    # the paired difference batch - none per seed, 95% t-interval with t(0.975, 1) = 12.706
+    d = [b - a for a, b in zip(finals["none"], finals["batch"])]
+    mean, half = (d[0] + d[1]) / 2, 12.706 * abs(d[0] - d[1]) / 2 ** 0.5 / 2 ** 0.5
+    paired = next(line for line in lines if "paired difference from none" in line)
+    shown = paired.split("batch ")[1]
+    assert shown.startswith(f"{mean:+.4f} [") and shown.split(" (n=")[1].startswith("2)")
+    low, high = (float(v) for v in shown.split("[")[1].split("]")[0].split(", "))
+    assert low == pytest.approx(mean - half, abs=2e-4) and high == pytest.approx(mean + half, abs=2e-4)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--resume", "{dir}", "--grid", "lr=1"], "--resume completes a sweep with its stored settings"),
+    (["--resume", "{dir}"], "is not a sweep directory (no sweep.json)"),
+    (["quickstart", "--jobs", "0"], "--jobs must be >= 1; got 0"),
+    (["quickstart", "--threads-per-member", "0"], "--threads-per-member must be >= 1; got 0"),
+    (["quickstart", "--address", "auto"], "--address names a Ray cluster: use it with --ray"),
+])
+def test_sweep_command_errors_are_one_line_before_any_work(tmp_path, capsys, argv, message):
+    from normlab.cli import main
+
+    out = tmp_path / "runs"
+    code = main(["sweep", *[a.format(dir=tmp_path) for a in argv], "--out", str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
+    assert not out.exists()

@@ -34,7 +34,8 @@ def sweep(tmp_path_factory):
             "probes=distance,gradients",
         ],
     )
-    directory, _ = run_sweep(base, parse_grid(["lr=0.01,0.1"]), [0, 1], out=tmp_path_factory.mktemp("s"), quiet=True)
+    directory, _ = run_sweep(base, parse_grid(["lr=0.01,0.1"]), [0, 1], out=tmp_path_factory.mktemp("s"), quiet=True,
+                              jobs=1)
     return directory
 
 

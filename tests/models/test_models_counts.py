@@ -84,3 +84,14 @@ def test_bias_before_norm_removal_counts(name):
     # Without a norm nothing is removed: the baseline keeps its biases.
     assert counts(name, "none", input_shape=shape, num_classes=10, bias_before_norm=False)[0] == (
         counts(name, "none", input_shape=shape, num_classes=10)[0])
+
+
+@pytest.mark.parametrize("where, removed", [("all", 6 + 16 + 120 + 84), ("dense", 120 + 84), ("conv", 6 + 16)])
+def test_bias_removal_from_dense_or_conv_layers_only(where, removed):
+    """d2l ex. 1 on BNLeNet: the biases of the normalized dense layers, of the conv layers, or of all."""
+    shape = (28, 28, 1)
+    base = counts("lenet", "batch", input_shape=shape, num_classes=10)[0]
+    assert base - counts("lenet", "batch", input_shape=shape, num_classes=10, bias_before_norm=False,
+                         bias_removed_from=where)[0] == removed
+    # bias_removed_from alone changes nothing: it says where bias_before_norm=False applies
+    assert counts("lenet", "batch", input_shape=shape, num_classes=10, bias_removed_from=where)[0] == base

@@ -27,7 +27,7 @@ STARTER = textwrap.dedent(
 COMMANDS = {
     "pair": ["run", "quickstart", "--quiet", "--set", *TINY, "networks=none,batch"],
     "group": ["run", "quickstart", "--quiet", "--set", *TINY, "networks=none,batch,noisy"],
-    "sweep": ["sweep", "quickstart", "--quiet", "--set", *TINY, "--grid", "lr=0.001,0.003"],
+    "sweep": ["sweep", "quickstart", "--quiet", "--jobs", "1", "--set", *TINY, "--grid", "lr=0.001,0.003"],
 }
 
 

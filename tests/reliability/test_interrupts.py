@@ -25,8 +25,9 @@ from reliability_helpers import NORMLAB, TINY, assert_same_run, subprocess_env, 
 STOP_SECONDS = 10  # generous for a loaded CI machine; the measured latencies are printed
 
 
-def run_in_terminal(argv, phase, *, keys=b"\x03", send=None, timeout=240):
-    """Run ``normlab argv`` on a pty; once it holds in ``phase``, type ``keys`` (or call ``send(pid)``).
+def run_in_terminal(argv, phase, *, keys=b"\x03", send=None, timeout=240, holds=1):
+    """Run ``normlab argv`` on a pty; once it holds in ``phase`` (``holds`` processes of it: the
+    workers of a sweep), type ``keys`` (or call ``send(pid)``).
 
     Returns (exit code, terminal output, seconds from the signal to the exit)."""
     with warnings.catch_warnings():  # the child only execs: JAX's threads are not needed there
@@ -45,7 +46,7 @@ def run_in_terminal(argv, phase, *, keys=b"\x03", send=None, timeout=240):
                 if not chunk:
                     break
                 output += chunk
-            if sent_at is None and f"normlab-hold: {phase}".encode() in output:
+            if sent_at is None and output.count(f"normlab-hold: {phase}".encode()) >= holds:
                 os.write(fd, keys) if send is None else send(pid)
                 sent_at = time.monotonic()
         else:
@@ -104,15 +105,25 @@ def test_ctrl_c_during_the_report_says_training_finished_and_how_to_rebuild_it(t
     assert not (run_dir / "report" / "report.html").exists()
 
 
-def test_ctrl_c_in_a_sweep_member_marks_the_sweep_and_names_the_member(tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_in_a_sweep_stops_its_members_and_marks_the_sweep(tmp_path, jobs):
+    """In this process (jobs 1) or in two worker processes, which then both hold in training: the
+    sweep passes the signal on, every running member stops with a checkpoint, sweep.json says so."""
     code, output, seconds = run_in_terminal(
-        ["sweep", "--quiet", "--out", str(tmp_path), "--set", *TINY, "--grid", "lr=0.001,0.002"], "training")
+        ["sweep", "--quiet", "--jobs", jobs, "--out", str(tmp_path), "--set", *TINY, "--grid", "lr=0.001,0.002"],
+        "training", holds=int(jobs))
+    print(f"jobs {jobs}: stopped {seconds:.2f} s after Ctrl-C")
     assert code == 130 and seconds < STOP_SECONDS and "Traceback" not in output, output
     sweep_dir = next(tmp_path.iterdir())
-    assert read_json(sweep_dir / "sweep.json")["status"] == "interrupted"
-    member = sweep_dir / "lr=0.001-seed=0"
-    assert load_run(member).status == "interrupted"
-    assert last_line(output).endswith(f"continue with `normlab run --resume {member}`")
+    sweep = read_json(sweep_dir / "sweep.json")
+    assert sweep["status"] == "interrupted"
+    running = ["lr=0.001-seed=0"] + (["lr=0.002-seed=0"] if jobs == "2" else [])
+    for member in sweep["members"]:
+        expected = "interrupted" if member["dir"] in running else "pending"
+        assert member["status"] == expected, sweep["members"]
+        if expected == "interrupted":
+            assert load_run(sweep_dir / member["dir"]).status == "interrupted"
+    assert last_line(output).endswith(f"continue the sweep with `normlab sweep --resume {sweep_dir}`")
 
 
 def test_a_second_ctrl_c_exits_at_once_and_leaves_a_readable_store(tmp_path, reference):

@@ -233,6 +233,33 @@ def _write_distance(store, rng, steps, probe_every, networks, diverge) -> None:
             store.append_probe("distance", network, step, arrays)
 
 
+def _write_bn_parameters(store, rng, steps, probe_every, networks, diverge) -> None:
+    """bn_parameters (normlab.probes.bn_parameters): per hidden layer gamma/beta (units,), their
+    histograms of the deviation from 1 and 0 over shared edges, moments; gamma spreads with time."""
+    edges = np.linspace(-1.0, 1.0, 11)
+    normed = [network for network in networks if network != "none"]
+    meta = {"available": True, "bn_mode": "none", "layers": list(LAYERS), "edges": edges.tolist(),
+            "factors": {layer: {"gamma": "trained", "beta": "trained"} for layer in LAYERS}}
+    store.set_probe_meta("bn_parameters", {"networks": {n: meta if n in normed else
+                                                        {"available": False, "reason": "no gamma or beta"}
+                                                        for n in networks}})
+    for network in normed:
+        for step in _probe_steps(steps, probe_every, network, diverge):
+            arrays = {}
+            for layer in LAYERS:
+                spread = step / max(steps, 1)
+                for factor, default in (("gamma", 1.0), ("beta", 0.0)):
+                    values = (default + spread * rng.normal(0, 0.3, 8)).astype(np.float32)
+                    deviation = values - default
+                    arrays[f"{layer}.{factor}"] = values
+                    arrays[f"{layer}.{factor}_hist"] = np.histogram(deviation, bins=edges)[0].astype(np.int32)
+                    arrays[f"{layer}.{factor}_outside"] = np.int32(np.sum(np.abs(deviation) > 1))
+                    arrays[f"{layer}.{factor}_mean"] = np.float32(values.mean())
+                    arrays[f"{layer}.{factor}_std"] = np.float32(values.std())
+                    arrays[f"{layer}.{factor}_dev"] = np.float32(np.abs(deviation).mean())
+            store.append_probe("bn_parameters", network, step, arrays)
+
+
 def _write_ics(store, rng, steps, probe_every, networks, diverge) -> None:
     """S18 ICS: (layers,) vectors l2, cosine, grad_norm, shifted_grad_norm and cosine_mean."""
     meta = {"available": True, "bn_mode": "train", "layers": list(WEIGHT_LAYERS)}
@@ -292,6 +319,7 @@ _PROBE_WRITERS = {
     "activations": _write_activations,
     "gradients": _write_gradients,
     "distance": _write_distance,
+    "bn_parameters": _write_bn_parameters,
     "ics": _write_ics,
     "landscape": _write_walk_probes,
     "divergence": _write_divergence,

@@ -80,6 +80,8 @@ ALL_FIGURES = (
     "beta_smoothness",
     "divergence",
     "distance_from_init",
+    "bn_parameter_histograms",
+    "bn_parameter_deviation",
 )
 
 
@@ -95,7 +97,7 @@ def test_report_of_a_real_tiny_run_opens_in_chromium(tmp_path):
 
     config = apply_overrides(get_preset("quickstart").config, [
         "dataset=synthetic", "steps=8", "eval_every=4", "probe_every=1", "log_every=4", "report=false",
-        "probes=activations,gradients,distance,ics,landscape,predictiveness,beta_smoothness,divergence",
+        "probes=activations,gradients,distance,ics,landscape,predictiveness,beta_smoothness,divergence,bn_parameters",
     ])
     result = run_experiment(config, run_dir=tmp_path / "run", quiet=True)
     report = write_report([result.path], out=result.path / "report")
@@ -112,3 +114,15 @@ def test_report_of_a_real_tiny_run_opens_in_chromium(tmp_path):
     left_out = html.split('id="left-out"')[1].split("</section>")[0]
     # only the sweep and the curvature probes (not measured by this run) are missing
     assert "<b>Sweep curves</b>" in left_out and "<b>Hessian curvature" in left_out and left_out.count("<li>") == 2
+
+
+def test_sweep_report_opens_in_chromium(sweep_dir, tmp_path):
+    """A sweep's report (3 lrs x 2 seeds): its curves, per-epoch panels and tables load as the run report does."""
+    from normlab.report import write_report
+
+    report = write_report([sweep_dir], out=tmp_path / "report", video=False)
+    result = _check_page(report, tmp_path)
+    srcs = [image["src"] for image in result.images]
+    assert "figures/sweep_lr.png" in srcs and "figures/per_epoch_lr.png" in srcs
+    html = report.read_text(encoding="utf-8")
+    assert "<h3>Largest lr that trains</h3>" in html and "<h3>Paired differences from the baseline</h3>" in html

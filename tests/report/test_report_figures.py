@@ -108,3 +108,31 @@ def test_gradient_magnitude_fold_against_hand_built_counts():
     _, fraction = magnitude_histogram(hand_series(counts, edges), "h", 0)
     np.testing.assert_allclose(fraction, [9 / 15, 1 / 15, 5 / 15])
     assert magnitude_histogram(hand_series(counts, [-1.0, 0.5, 1.0]), "h", 0) is None  # not symmetric
+
+
+def test_bn_parameter_histograms_show_each_layer_against_its_default(tmp_path):
+    import report_synthetic as synthetic
+
+    from normlab.report.figures.bn_parameters import bn_parameters_section
+    from normlab.report.runs import collect_runs
+    from normlab.report.style import report_style
+
+    run = synthetic.make_run(tmp_path / "run", steps=20, probes=("bn_parameters",))
+    with report_style():
+        section = bn_parameters_section(collect_runs([run]))
+    histograms, deviation = section.items
+    axes = histograms.figure.axes
+    layers = list(synthetic.LAYERS)
+    assert [axis.get_title() for axis in axes[: 2 * len(layers)]] == (
+        [f"{layer}: gamma" for layer in layers] + [f"{layer}: beta" for layer in layers])
+    # every panel: the default as a vertical line at 1 (gamma) or 0 (beta), and BN's histogram only
+    for index, axis in enumerate(axes[: 2 * len(layers)]):
+        default = 1.0 if index < len(layers) else 0.0
+        assert [line.get_xdata()[0] for line in axis.get_lines()] == [default]
+        patches = [p for p in axis.patches if p.get_label().startswith("batch")]
+        assert len(patches) == 1 and not any(p.get_label().startswith("none") for p in axis.patches)
+    assert "last measurement (step 10)" in histograms.caption  # steps 0 and 10 of 20
+    stored = load_run(run).probe("bn_parameters", "batch")
+    left, right = deviation.figure.axes[:2]
+    np.testing.assert_allclose(left.get_lines()[0].get_ydata(), stored[f"{layers[0]}.gamma_dev"])
+    assert left.get_title() == "mean |gamma - 1| per layer" and right.get_title() == "mean |beta - 0| per layer"

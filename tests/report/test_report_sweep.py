@@ -64,7 +64,7 @@ def test_two_sweeps_are_overlaid_in_one_figure(sweep_dir, tmp_path):
 
     with report_style():
         section = sweep_section(runset)
-    plots = [item for item in section.items if hasattr(item, "figure")]
+    plots = [item for item in section.items if hasattr(item, "figure") and item.name == "sweep_lr"]
     assert len(plots) == 1
     labels = plots[0].figure.axes[0].get_legend_handles_labels()[1]
     assert any("(lr_sweep_copy)" in label for label in labels) and any("(lr_sweep)" in label for label in labels)

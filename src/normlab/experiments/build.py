@@ -65,6 +65,7 @@ def build_network_model(config: Config, dataset: Dataset, norm: str) -> nnx.Modu
         rngs=rngs,
         width=config.width,
         bias_before_norm=config.bias_before_norm,
+        bias_removed_from=config.bias_removed_from,
         norm_exclude=config.norm_exclude,
         norm_position=config.norm_position,
         dropout=config.dropout,

@@ -33,6 +33,7 @@ class Config:
     width: float = 1.0  # width multiplier (vgg, mlp)
     activation: str = ""  # "" = the model's own (relu for mlp/vgg, sigmoid for lenet/ioffe_mlp)
     bias_before_norm: bool = True  # False removes the bias of the layer before a norm (d2l ex. 1)
+    bias_removed_from: str = "all"  # with bias_before_norm=false, from which layers: "all", "dense" or "conv"
     norm_exclude: tuple[int, ...] = ()  # hidden layers that get no norm (d2l ex. 3)
     norm_position: str = "before_activation"  # where each norm sits: "before_activation" or "after_activation"
     dropout: float = 0.0  # dropout rate after each hidden layer's activation; 0 = no dropout
@@ -63,6 +64,9 @@ class Config:
     train_eval_size: int = 2000  # training examples evaluated (eval mode) at each evaluation
     log_every: int = 50  # steps between reading metrics back from the device (and updating the progress line)
     checkpoint_every: int = 0  # steps between checkpoints (for --resume); 0 = at every evaluation
+    # > 0: before training, time each network's plain training step this many times on the first batch
+    # (networks interleaved, after one compiling call; median), recorded in run.json step_seconds; 0 = off
+    step_cost_repeats: int = 0
     # --- probes
     probes: tuple[str, ...] = ("activations", "gradients", "distance")  # names or bundles: cheap, standard, full
     probe_every: int = 50  # steps between probe measurements, from step 0; used when probe_points = 0; 0 = never
@@ -232,7 +236,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     """The allowed values of the settings with a fixed set, from the stages that own the choices."""
     # Imported here: the config module stays importable without JAX (CLI help, config files).
     from normlab.experiments.compiled import GROUP_STEPS
-    from normlab.models import CONV_PATHS, NORM_POSITIONS
+    from normlab.models import BIAS_REMOVAL_LAYERS, CONV_PATHS, NORM_POSITIONS
     from normlab.norms.batch import RUNNING_VAR_CHOICES
     from normlab.probes.base import BN_MODES, PROBE_SPACINGS
     from normlab.probes.curvature import METHODS as HESSIAN_METHODS
@@ -242,6 +246,7 @@ def choices() -> dict[str, tuple[str, ...]]:
 
     return {
         "norm_position": tuple(NORM_POSITIONS),
+        "bias_removed_from": tuple(BIAS_REMOVAL_LAYERS),
         "conv_path": tuple(CONV_PATHS),
         "group_step": tuple(GROUP_STEPS),
         "bn_running_var": tuple(RUNNING_VAR_CHOICES),
@@ -257,8 +262,8 @@ def choices() -> dict[str, tuple[str, ...]]:
 
 _POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points", "divergence_points", "lanczos_steps",
              "hessian_k", "power_iterations", "hutchinson_vectors", "slq_starts", "concentration_k")
-_NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_every", "probe_points",
-                 "train_eval_size", "probe_budget", "train_subset")
+_NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "step_cost_repeats", "probe_every",
+                 "probe_points", "train_eval_size", "probe_budget", "train_subset")
 
 
 _INT_LIMIT = 2**31 - 1

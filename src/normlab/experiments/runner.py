@@ -97,6 +97,7 @@ class _Progress:
     names: tuple[str, ...]
     quiet: bool
     start: int = 0
+    listener: Callable[[int, int], None] | None = None  # told (step, total) at every update, quiet or not
 
     def __enter__(self):
         self._bar = self._line = None
@@ -120,6 +121,8 @@ class _Progress:
         return self
 
     def update(self, step: int, losses: np.ndarray) -> None:
+        if self.listener is not None:
+            self.listener(step, self.total)
         text = "  ".join(f"{name} {loss:.4g}" for name, loss in zip(self.names, losses))
         if self._bar is not None:
             self._bar.update(self._task, completed=step, losses=text)
@@ -170,12 +173,14 @@ class _StopRequests:
 
 
 def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = False, run_dir: str | Path | None = None,
-                   report: bool | None = None) -> RunResult:
+                   report: bool | None = None, on_progress: Callable[[int, int], None] | None = None) -> RunResult:
     """Run ``config`` into a new run directory under ``out`` (or exactly ``run_dir``).
 
     The report (figures and ``report.html`` under ``<run>/report``) is written at the end when
     ``report`` is true, or, if it is None, when ``config.report`` is (sweeps report their members
-    together, so they pass False).
+    together, so they pass False). ``on_progress(step, total)`` is called whenever the progress
+    bar would move (every ``log_every`` steps and at evaluations), also when ``quiet``; an
+    exception it raises stops the run as Ctrl-C does (a ``KeyboardInterrupt`` checkpoints first).
     """
     configure_compile_cache(compile_cache_dir())
     check_output_root(Path(run_dir).parent if run_dir is not None else out)
@@ -192,6 +197,8 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
         metric_columns=METRIC_COLUMNS,
     )
     compiled: dict[frozenset, Callable] = {}
+    if config.step_cost_repeats > 0:
+        store.update_info(step_seconds=network_step_seconds(config, dataset, specs, states))
     if config.probe_budget > 0:
         probe_schedule = choose_probe_schedule(config, dataset, specs, states, probes, compiled)
         store.update_info(probe_schedule=probe_schedule)
@@ -208,12 +215,14 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
     )
     write_start_views(store, config, dataset, specs, states)  # before training donates the states
     result = _train(config, dataset, specs, states, probe_setups(probes, specs, states), probes, store, start=0,
-                    quiet=quiet, compiled=compiled)
+                    quiet=quiet, compiled=compiled, on_progress=on_progress)
     return _with_report(result, config.report if report is None else report)
 
 
-def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
-    """Continue an interrupted run from its last checkpoint; same result as an uninterrupted run."""
+def resume_experiment(path: str | Path, *, quiet: bool = False,
+                      on_progress: Callable[[int, int], None] | None = None) -> RunResult:
+    """Continue an interrupted run from its last checkpoint; same result as an uninterrupted run
+    (``on_progress`` as for ``run_experiment``)."""
     configure_compile_cache(compile_cache_dir())
     run = load_run(path)
     if run.status in ("completed", "diverged"):
@@ -244,7 +253,7 @@ def resume_experiment(path: str | Path, *, quiet: bool = False) -> RunResult:
     store.truncate_after(start - 1, keep_checkpoints=True)
     store.set_status("running", resumed_from=start, diverged=diverged)
     result = _train(config, dataset, specs, states, setups, probes, store, start=start, quiet=quiet,
-                    diverged=diverged)
+                    diverged=diverged, on_progress=on_progress)
     return _with_report(result, config.report)
 
 
@@ -301,6 +310,31 @@ def choose_probe_schedule(config, dataset, specs, states, probes, compiled) -> d
             "steps": {name: list(s) for name, s in steps.items()}}
 
 
+def network_step_seconds(config, dataset, specs, states) -> dict[str, float]:
+    """Each network's plain training step (no probe) timed alone on the first batch: one
+    compiling call, then ``config.step_cost_repeats`` rounds in which the networks take turns
+    (so machine noise hits them alike); the median wall time per network, in seconds. On copies
+    of the states (a step donates its input), so training starts from the states as built."""
+    x, y = _batch(config, dataset, batch_iterator(config, dataset), 0) if not config.full_batch else (
+        jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train))
+    steps = [make_group_step((spec,), ()) for spec in specs]
+
+    def seconds(index: int) -> float:
+        copies = (jax.tree.map(jnp.copy, states[index]),)
+        jax.block_until_ready(copies)
+        begin = time.perf_counter()
+        jax.block_until_ready(steps[index](copies, x, y, jnp.asarray(0, jnp.int32), ({},)))
+        return time.perf_counter() - begin
+
+    for index in range(len(specs)):
+        seconds(index)  # compiles
+    samples: list[list[float]] = [[] for _ in specs]
+    for _ in range(config.step_cost_repeats):
+        for index in range(len(specs)):
+            samples[index].append(seconds(index))
+    return {spec.name: float(np.median(times)) for spec, times in zip(specs, samples)}
+
+
 def scheduled_probes(probes: tuple, probe_schedule: dict) -> tuple:
     """``probes`` with each budgeted probe measuring at its recorded steps."""
     steps = probe_schedule["steps"]
@@ -308,7 +342,7 @@ def scheduled_probes(probes: tuple, probe_schedule: dict) -> tuple:
 
 
 def _train(config, dataset, specs, states, setups, probes, store, *, start: int, quiet: bool,
-           diverged=None, compiled=None) -> RunResult:
+           diverged=None, compiled=None, on_progress=None) -> RunResult:
     names = tuple(spec.name for spec in specs)
     total = total_steps(config, dataset)
     batches = batch_iterator(config, dataset)
@@ -365,7 +399,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
             CompileTimer() as compile_timer,
             CacheEvents() as cache_events,
             _StopRequests() as stop,
-            _Progress(total, names, quiet, start) as progress,
+            _Progress(total, names, quiet, start, on_progress) as progress,
         ):
             if start % eval_every == 0:  # step 0, or a resumed run whose checkpoint sits on an evaluation
                 run_evaluation(start)

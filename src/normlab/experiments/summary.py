@@ -6,12 +6,11 @@ import math
 import textwrap
 from pathlib import Path
 
-import numpy as np
-
 from normlab.probes import make_probe, probe_names
 from normlab.probes.base import Headline, headline_value
 from normlab.report.findings import findings
-from normlab.store import load_run
+from normlab.report.paired import paired_difference, summarize
+from normlab.store import is_run_dir, load_run
 
 
 def _fmt(value: float, percent: bool = False) -> str:
@@ -98,33 +97,79 @@ def summary_lines(path: str | Path) -> list[str]:
     return lines
 
 
+def study_summary_lines(directory: str | Path) -> list[str]:
+    """A study directory's variants: each one's final test accuracy (mean ± std, n) and its paired
+    difference from the study's baseline in the same context; [] for a plain sweep."""
+    from normlab.report.figures.variants import variant_data
+    from normlab.report.runs import collect_runs
+
+    runset = collect_runs([directory])
+    data = variant_data(runset.sweeps[0]) if runset.sweeps else None
+    if data is None:
+        return []
+    lines = [f"study {data.record.get('name')} (size {data.record.get('size')}): final test accuracy, %, and the "
+             f"paired difference from {data.baseline} per seed (95% t-interval)"]
+    for context in data.contexts:
+        if context:
+            lines.append(f"  {context}:")
+        base = data.values.get((context, data.baseline))
+        for variant in data.variants:
+            seeds = data.values.get((context, variant))
+            if seeds is None:
+                continue
+            text = f"    {variant}: {summarize(seeds.values()).text(100, 2)}"
+            if variant == data.baseline:
+                text += " (baseline)"
+            elif base is not None:
+                difference = paired_difference(seeds, base)
+                text += f"; difference {difference.text(100, 2)}" + (" excludes 0" if difference.excludes_zero else "")
+            lines.append(text)
+    return lines
+
+
 def sweep_summary_lines(directory: str | Path) -> list[str]:
     """Final test accuracy (or loss, for regression) of every grid point and network over seeds:
-    mean, standard deviation and n, so no comparison hides its spread."""
+    mean, standard deviation and n, so no comparison hides its spread; then, per grid point, each
+    network's paired difference from the group's baseline (its first network) seed by seed with a
+    95% t-interval (``normlab.report.paired``)."""
     from normlab.experiments.sweep import load_sweep
 
     sweep = load_sweep(directory)
-    groups: dict[tuple, dict[str, list[float]]] = {}
+    groups: dict[tuple, dict[str, dict[int, float]]] = {}
     for member in sweep["members"]:
-        run = load_run(Path(directory) / member["dir"])
+        member_dir = Path(directory) / member["dir"]
+        if not is_run_dir(member_dir):
+            continue  # not started yet (an interrupted sweep)
+        run = load_run(member_dir)
         evals = run.evaluations()
         key = tuple(sorted(member["settings"].items()))
         for network, rows in evals.groupby("network", sort=False):
             diverged = network in (run.info.get("diverged") or {})
             column = "test_accuracy" if rows["test_accuracy"].notna().any() else "test_loss"
             value = float("nan") if diverged else float(rows[column].iloc[-1])
-            groups.setdefault(key, {}).setdefault(network, []).append(value)
-    lines = [f"sweep of {sweep['preset']} over {', '.join(sweep['grid']) or 'seeds'}; seeds {sweep['seeds']}",
+            groups.setdefault(key, {}).setdefault(network, {})[member["seed"]] = value
+    varied = list(dict.fromkeys(key for variant in sweep.get("variants", []) for key in variant)) + list(sweep["grid"])
+    lines = [f"sweep of {sweep['preset']} over {', '.join(varied) or 'seeds'}; seeds {sweep['seeds']}",
              "final test metric per network: mean ± std (n; diverged runs count as missing)"]
     for key, per_network in groups.items():
         label = ", ".join(f"{k}={v}" for k, v in key) or "(base)"
         cells = []
-        for network, values in per_network.items():
-            finite = np.asarray([v for v in values if np.isfinite(v)])
-            if finite.size == 0:
+        for network, by_seed in per_network.items():
+            values = list(by_seed.values())
+            summary = summarize(values)
+            if summary.n == 0:
                 cells.append(f"{network} diverged (n={len(values)})")
             else:
-                spread = finite.std(ddof=1) if finite.size > 1 else float("nan")
-                cells.append(f"{network} {finite.mean():.4f} ± {spread:.4f} (n={finite.size}/{len(values)})")
+                spread = f" ± {summary.std:.4f}" if summary.n > 1 else ""
+                cells.append(f"{network} {summary.mean:.4f}{spread} (n={summary.n}/{len(values)})")
         lines.append(f"  {label}: " + "; ".join(cells))
+        networks = list(per_network)
+        if len(networks) > 1 and any(len(by_seed) > 1 for by_seed in per_network.values()):
+            baseline = networks[0]
+            differences = []
+            for network in networks[1:]:
+                difference = paired_difference(per_network[network], per_network[baseline])
+                mark = " excludes 0" if difference.excludes_zero else ""
+                differences.append(f"{network} {difference.text()}{mark}")
+            lines.append(f"    paired difference from {baseline} (per seed, 95% t-interval): " + "; ".join(differences))
     return lines

@@ -8,7 +8,7 @@ sigmoid MLP, d2l's BNLeNet, S18's deep linear network) with pluggable norms.
 """
 
 from normlab.models.architectures import ARCHITECTURES, DEFAULT_INPUTS, Architecture, LayerSpec
-from normlab.models.build import MODELS, build_model, model_names, model_options
+from normlab.models.build import BIAS_REMOVAL_LAYERS, MODELS, build_model, model_names, model_options
 from normlab.models.conv import CONV_PATHS, Conv, conv2d, resolve_conv_path
 from normlab.models.describe import (
     LayerRow,
@@ -25,6 +25,7 @@ __all__ = [
     "ARCHITECTURES",
     "DEFAULT_INPUTS",
     "Architecture",
+    "BIAS_REMOVAL_LAYERS",
     "CONV_PATHS",
     "Conv",
     "Dense",

@@ -28,6 +28,10 @@ from normlab.models.conv import CONV_PATHS, Conv
 from normlab.models.layers import ACTIVATIONS, NORM_POSITIONS, Dense, HiddenLayer, Network
 from normlab.norms import NORMS, make_norm
 
+# Which weight layers bias_before_norm=False takes the bias from (d2l ex. 1 removes it in the dense
+# layers, then in the conv layers, to compare).
+BIAS_REMOVAL_LAYERS = ("all", "dense", "conv")
+
 MODELS: dict[str, str] = ARCHITECTURES.descriptions()
 
 
@@ -72,6 +76,7 @@ def build_model(
     activation: str | None = None,
     width: float = 1.0,
     bias_before_norm: bool = True,
+    bias_removed_from: str = "all",
     norm_exclude: Iterable[int] = (),
     norm_position: str = "before_activation",
     dropout: float = 0.0,
@@ -93,6 +98,8 @@ def build_model(
       width: multiplies hidden widths (VGG: the convs only; must be 1 for ``dln``).
       bias_before_norm: False drops the bias of each layer a norm directly follows (d2l ex. 1;
         a batch norm's mean subtraction cancels it). Layers without a norm keep theirs.
+      bias_removed_from: which layers ``bias_before_norm=False`` applies to: ``"all"``, only the
+        ``"dense"`` ones or only the ``"conv"`` ones (``BIAS_REMOVAL_LAYERS``).
       norm_exclude: indices into ``activation_names`` of hidden layers that get no norm (d2l ex. 3).
       norm_position: ``"before_activation"`` (BN15) or ``"after_activation"``.
       dropout: rate of a dropout after each hidden activation (train mode only; d2l ex. 6).
@@ -105,6 +112,7 @@ def build_model(
     ARCHITECTURES.check_options(name, options)
     check_name("norm position", norm_position, NORM_POSITIONS)
     check_name("conv path", conv_path, CONV_PATHS)
+    check_name("bias removal layers", bias_removed_from, BIAS_REMOVAL_LAYERS)
     if activation is not None:
         check_name("activation", activation, ACTIVATIONS)
     if not (isinstance(width, (int, float)) and width > 0):
@@ -132,8 +140,10 @@ def build_model(
     hidden, shape = [], input_shape
     for i, spec in enumerate(arch.hidden):
         normed = norm != "none" and spec.normable and i not in excluded
+        kind = "dense" if spec.kernel_size is None else "conv"
+        removed = not bias_before_norm and normed and bias_removed_from in ("all", kind)
         linear = _weight_layer(spec, shape, key=jax.random.fold_in(params_key, i), arch=arch,
-                               use_bias=arch.use_bias and (bias_before_norm or not normed),
+                               use_bias=arch.use_bias and not removed,
                                conv_path=conv_path)
         norm_name = norm if normed else "none"
         norm_module = make_norm(norm_name, spec.features, rngs=rngs,

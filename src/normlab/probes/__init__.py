@@ -29,6 +29,7 @@ from normlab.probes.base import (
     probe_setups,
     spaced_steps,
 )
+from normlab.probes.bn_parameters import BNParametersProbe
 from normlab.probes.curvature import (
     GradientConcentrationProbe,
     HessianDensityProbe,
@@ -47,6 +48,8 @@ PROBES_REGISTRY: Registry[Probe] = Registry("probe", {
                     "15/50/85th percentiles"),
     "gradients": (GradientsProbe, "per-layer gradient mean/std/norm and histograms, one tracked parameter's gradient"),
     "distance": (DistanceProbe, "per-layer distance of the weights from their initialization (S18 Lemma 4.5)"),
+    "bn_parameters": (BNParametersProbe, "per norm layer: learned gamma and beta, histograms of gamma - 1 and beta, "
+                      "mean, std, mean deviation from the defaults (d2l ex. 5)"),
     "ics": (ICSProbe, "per-layer gradient ICS ||G - G'|| and cos(G, G') after the real update of earlier layers "
             "(S18 Fig. 3)"),
     "landscape": (LandscapeProbe, "loss L(theta - eta g) at K step sizes along the gradient, min-max band "
@@ -115,6 +118,7 @@ __all__ = [
     "AnyOf",
     "AtSteps",
     "BetaSmoothnessProbe",
+    "BNParametersProbe",
     "DistanceProbe",
     "DivergenceProbe",
     "Every",

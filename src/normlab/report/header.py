@@ -12,7 +12,8 @@ from normlab.report.runs import ReportRun, diverged_steps, eval_rows, format_val
 
 # Settings shown in the "what was run" lines rather than only in the full settings table.
 DATA_KEYS = ("dataset", "input_normalization", "normalize", "augment")  # "normalize": its name in older runs
-MODEL_KEYS = ("model", "width", "activation", "norm_position", "bias_before_norm", "norm_exclude", "dropout")
+MODEL_KEYS = ("model", "width", "activation", "norm_position", "bias_before_norm", "bias_removed_from", "norm_exclude",
+              "dropout")
 OPTIMIZER_KEYS = ("optimizer", "lr", "momentum", "lr_schedule", "weight_decay", "batch_size", "epochs", "steps")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from normlab.errors import fault_point
 from normlab.report.figures.activations import activations_section
+from normlab.report.figures.bn_parameters import bn_parameters_section
 from normlab.report.figures.curvature import curvature_section
 from normlab.report.figures.distance import distance_section
 from normlab.report.figures.drift import drift_section
@@ -21,6 +22,7 @@ from normlab.report.figures.santurkar import divergence_section, ics_section, la
 from normlab.report.figures.start import start_section
 from normlab.report.figures.sweep import sweep_section
 from normlab.report.figures.training import training_section
+from normlab.report.figures.variants import study_section
 from normlab.report.html import RenderedItem, RenderedSection, page, relative
 from normlab.report.runs import RunSet, collect_runs
 from normlab.report.sections import Movie, Plot, Section, Table, too_few_points
@@ -31,8 +33,10 @@ FIGURES_DIR = "figures"
 ANIMATIONS_DIR = "animations"
 FORMATS = ("png", "svg")
 
-# The report's sections, in page order; each builder takes the RunSet and returns a Section.
-SECTION_BUILDERS: list[Callable[[RunSet], Section]] = [
+# The report's sections, in page order; each builder takes the RunSet and returns a Section (the
+# study section: None when no sweep is a study, and then it is not listed as left out).
+SECTION_BUILDERS: list[Callable[[RunSet], Section | None]] = [
+    study_section,
     start_section,
     training_section,
     activations_section,
@@ -43,6 +47,7 @@ SECTION_BUILDERS: list[Callable[[RunSet], Section]] = [
     divergence_section,
     curvature_section,
     distance_section,
+    bn_parameters_section,
     sweep_section,
 ]
 
@@ -70,8 +75,10 @@ def write_report(paths, *, out, formats=("png",), video: bool | None = None) -> 
         for builder in SECTION_BUILDERS:
             fault_point("report")
             # Sweep curves summarize every run; the other figures overlay a readable few.
-            runs = runset if builder is sweep_section else shown
+            runs = runset if builder in (sweep_section, study_section) else shown
             section = _render_section(builder, runs, out, formats, video)
+            if section is None:  # a section only some reports have (a study's)
+                continue
             if runs is shown and overlay_note and section.items:
                 section.section.notes.insert(0, overlay_note)
             rendered.append(section)
@@ -90,7 +97,7 @@ def _check_formats(formats) -> tuple[str, ...]:
     return formats
 
 
-def _render_section(builder, runset: RunSet, out: Path, formats, video) -> RenderedSection:
+def _render_section(builder, runset: RunSet, out: Path, formats, video) -> RenderedSection | None:
     """Build one section and save its media; a failure becomes a visible note, not a lost report."""
     try:
         section = builder(runset)
@@ -98,6 +105,8 @@ def _render_section(builder, runset: RunSet, out: Path, formats, video) -> Rende
         _reraise_interrupt(error)
         name = builder.__name__.removesuffix("_section")
         return RenderedSection(Section(name, name.capitalize()), [_failure(f"section {name}", error)])
+    if section is None:
+        return None
     items = []
     for item in section.items:
         try:

@@ -11,6 +11,7 @@ data comes back as ``None`` (and the figure that needed it is left out), never a
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,20 @@ class RunSet:
         note = (f"The figures of this section show {len(chosen)} of the {len(self.runs)} runs "
                 f"({', '.join(r.label for r in chosen)}); give run directories directly to compare others.")
         return RunSet(chosen, self.sweeps), note
+
+
+SWEEP_FILE = "sweep.json"  # a sweep's own file (experiments.sweep writes it)
+
+
+def study_record(sweep: Sweep) -> tuple[dict, list[dict]] | None:
+    """``(study record, members)`` of a study directory's sweep.json (``normlab run STUDY``);
+    None for a plain sweep or a directory of runs without one."""
+    try:
+        content = json.loads((sweep.path / SWEEP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    record = content.get("study")
+    return (record, content.get("members", [])) if isinstance(record, dict) else None
 
 
 def collect_runs(paths) -> RunSet:

@@ -46,6 +46,42 @@ class NetworkSpec:
     weight_layer_names: tuple[str, ...]
     activation_names: tuple[str, ...]
     regression_reduction: str = "sum"
+    # The norms' own affine factors (gamma = "scale", beta = "bias"), see ``norm_parameters``.
+    norm_parameters: tuple[NormParameter, ...] = ()
+
+
+class NormParameter(NamedTuple):
+    """One affine factor of a norm layer: ``layer`` (the hidden layer's name), ``kind`` ("scale"
+    = gamma or "bias" = beta), ``group`` ("params": trained; "rest": held fixed, a
+    ``FrozenParam``) and ``path`` into that group of the state."""
+
+    layer: str
+    kind: str
+    group: str
+    path: tuple
+
+
+def norm_parameters(kernel_paths: tuple[tuple, ...], params, rest, activation_names=()) -> tuple[NormParameter, ...]:
+    """Every ``scale``/``bias`` leaf of ``params`` or ``rest`` that is not a weight layer's own
+    (its module holds no kernel): the norms' gamma and beta, trained or frozen, in state order.
+
+    A leaf under ``hidden[i]`` is named after ``activation_names[i]`` (normlab's models: the
+    hidden layer it normalizes), anything else after its module's dotted path.
+    """
+    weight_modules = {tuple(path[:-1]) for path in kernel_paths}
+    found = []
+    for group, tree in (("params", params), ("rest", rest)):
+        for key_path, _leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            path = tuple(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in key_path)
+            path = tuple(p for p in path if p != "value")
+            if not path or path[-1] not in ("scale", "bias") or tuple(path[:-1]) in weight_modules:
+                continue
+            if len(path) > 2 and path[0] == "hidden" and isinstance(path[1], int) and path[1] < len(activation_names):
+                layer = activation_names[path[1]]
+            else:
+                layer = ".".join(str(p) for p in path[:-1])
+            found.append(NormParameter(layer, path[-1], group, path))
+    return tuple(found)
 
 
 class NetworkState(NamedTuple):
@@ -98,6 +134,7 @@ def make_network(
     paths = kernel_paths(model)
     # flax types a split by filters as a variadic tuple; two filters give exactly three parts.
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
+    activation_names = tuple(getattr(model, "activation_names", ()))
     spec = NetworkSpec(
         name=name,
         graphdef=graphdef,
@@ -106,8 +143,9 @@ def make_network(
         learning_rate=learning_rate,
         kernel_paths=paths,
         weight_layer_names=tuple(".".join(str(p) for p in path[:-1]) for path in paths),
-        activation_names=tuple(getattr(model, "activation_names", ())),
+        activation_names=activation_names,
         regression_reduction=regression_reduction,
+        norm_parameters=norm_parameters(paths, params, rest, activation_names),
     )
     return spec, NetworkState(params, rest, tx.init(params), jnp.asarray(True))
 

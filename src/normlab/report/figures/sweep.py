@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from normlab.report.figures.study import paired_table, plot_accuracy_per_epoch, trains_table
 from normlab.report.runs import (
     REPLICATE_KEYS,
     ReportRun,
@@ -24,6 +25,7 @@ from normlab.report.runs import (
     format_value,
     hashable,
     is_number,
+    study_record,
     varied_settings,
 )
 from normlab.report.sections import Plot, Section, Table, missing
@@ -38,6 +40,7 @@ class Point:
 
     values: list[float] = field(default_factory=list)  # runs that did not diverge
     diverged: int = 0
+    seeds: dict = field(default_factory=dict)  # seed -> final value (NaN: diverged), for paired statistics
 
     @property
     def n(self) -> int:
@@ -113,6 +116,7 @@ def sweep_curves(sweep: Sweep) -> SweepCurves:
                 point.diverged += 1
             elif not math.isnan(value):
                 point.values.append(value)
+            point.seeds[config.get("seed")] = math.nan if value is None else value
     return curves
 
 
@@ -154,8 +158,8 @@ def plot_sweep(curves: list[SweepCurves]) -> Plot:
         f"the swept setting '{name}', one curve per network"
         + (f" and per value of {', '.join(curves[0].group_keys)}" if curves[0].group_keys else "")
         + ". Points are the mean over the replicates (runs differing only in seed) that did not diverge, "
-        "error bars their standard deviation, and n their number (replicates that diverged are counted "
-        "apart). A cross on the lower edge marks a setting "
+        "the shaded band their standard deviation, and n their number (replicates that diverged are "
+        "counted apart, as '+k diverged'). A cross on the lower edge marks a setting "
         "at which the network diverged in every replicate (partial divergence is listed in the table). "
         + ("Higher is better. " if metric == "test_accuracy" else "Lower is better. ")
         + "B18 and d2l exercise 2: BN's advantage is that it keeps training stable over a much wider "
@@ -172,14 +176,18 @@ def _network_order(curves: SweepCurves, network: str) -> int:
 
 def _draw_curve(axis, curves: SweepCurves, index: int, group: str, network: str, points: dict, position, *,
                 several: bool, lift: int = 0) -> None:
-    """One network's errorbar curve, its "n=" labels (lifted per network so they do not overlap)
+    """One network's curve with its band over replicates, its "n=" labels (lifted per network so they do not overlap)
     and crosses for settings where every replicate diverged."""
     xs = sorted(points, key=_sort_key)
     ok = [x for x in xs if points[x].values]
     label = network_label(network) + (f" [{group}]" if group else "") + (f" ({curves.sweep.label})" if several else "")
     style = {"color": network_color(network), "linestyle": run_linestyle(index), "marker": run_marker(index)}
-    axis.errorbar([position[x] for x in ok], [points[x].mean for x in ok], yerr=[points[x].std for x in ok],
-                  capsize=3, linewidth=1.5, markersize=5, label=label, **style)
+    at = np.asarray([position[x] for x in ok])
+    means = np.asarray([points[x].mean for x in ok])
+    spreads = np.asarray([points[x].std for x in ok])
+    axis.plot(at, means, linewidth=1.5, markersize=5, label=label, **style)
+    if any(points[x].n > 1 for x in ok):
+        axis.fill_between(at, means - spreads, means + spreads, color=style["color"], alpha=0.15, linewidth=0)
     for x in ok:
         point = points[x]
         if point.n > 1:
@@ -223,6 +231,15 @@ def sweep_table(curves: list[SweepCurves]) -> Table:
     )
 
 
+def _study_without_axis(sweep: Sweep) -> bool:
+    """A study whose variants are settings (d2l ex. 1, 3-7): its own section compares them."""
+    found = study_record(sweep)
+    if found is None:
+        return False
+    x_key = found[0].get("x_key")
+    return not x_key or x_key in found[0].get("variant_keys", [])
+
+
 def sweep_section(runset: RunSet) -> Section:
     """Final accuracy against the swept setting for every sweep (sweeps with the same x overlaid)."""
     if not runset.sweeps:
@@ -232,10 +249,22 @@ def sweep_section(runset: RunSet) -> Section:
         "Sweeps found: " + "; ".join(f"{s.label} ({len(s.runs)} runs)" for s in runset.sweeps) + "."
     ))
     by_key: dict = defaultdict(list)
-    for sweep in runset.sweeps:
+    plain = [sweep for sweep in runset.sweeps if not _study_without_axis(sweep)]
+    if not plain:
+        section.notes.append("A study without a swept axis: its comparisons are in the study section.")
+    for sweep in plain:
         curves = sweep_curves(sweep)
         by_key[(curves.x_key, curves.metric)].append(curves)
     for curves in by_key.values():
         section.add(plot_sweep(curves))
         section.add(sweep_table(curves))
+    for sweep_index, sweep in enumerate(plain):
+        curves = sweep_curves(sweep)
+        plot = plot_accuracy_per_epoch(curves)
+        if plot is not None and len(plain) > 1:
+            plot.name += f"_{sweep_index}"
+            plot.title += f" ({sweep.label})"
+        section.add(plot)
+        section.add(trains_table(curves))
+        section.add(paired_table(curves))
     return section
