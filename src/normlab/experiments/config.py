@@ -30,6 +30,8 @@ class Config:
     model: str = "mlp"
     networks: tuple[str, ...] = ("none", "batch")  # norm of each network, built from one seed
     width: float = 1.0  # width multiplier (vgg, mlp)
+    init_std: float = 0.0  # std of ioffe_mlp's Gaussian kernel init N(0, init_std^2); 0 = the model's default (0.01)
+    depth: int = 0  # dln: number of linear layers k; 0 = the model's default (25)
     activation: str = ""  # "" = the model's own (relu for mlp/vgg, sigmoid for lenet/ioffe_mlp)
     bias_before_norm: bool = True  # False removes the bias of the layer before a norm (d2l ex. 1)
     norm_exclude: tuple[int, ...] = ()  # hidden layers that get no norm (d2l ex. 3)
@@ -216,7 +218,7 @@ def choices() -> dict[str, tuple[str, ...]]:
 _POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points", "divergence_points", "lanczos_steps",
              "hessian_k", "power_iterations", "hutchinson_vectors", "slq_starts", "concentration_k")
 _NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "probe_every", "train_eval_size",
-                 "probe_budget", "train_subset")
+                 "probe_budget", "train_subset", "depth")
 
 
 _INT_LIMIT = 2**31 - 1
@@ -224,6 +226,7 @@ _INT_LIMIT = 2**31 - 1
 _RANGES = {
     "lr": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
     "width": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
+    "init_std": (lambda v: v >= 0, lambda v: True, "a finite number >= 0 (0 = the model's default)"),
     "hist_range": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
     "dropout": (lambda v: v >= 0, lambda v: v < 1, "in [0, 1)"),
     "momentum": (lambda v: v >= 0, lambda v: v < 1, "in [0, 1)"),
