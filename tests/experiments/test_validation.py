@@ -36,6 +36,10 @@ def _one_error_line(capsys, argv) -> str:
         ("batch_size=100000", "'batch_size'", "at most the"),
         ("steps=99999999999", "'steps'", "at most 2147483647"),
         ("landscape_range=0.5,inf", "'landscape_range'", "finite"),
+        ("init_std=-0.1", "'init_std'", ">= 0"),
+        ("init_std=0.1", "'init_std'", "ioffe_mlp"),  # the mlp has no init_std option
+        ("depth=-1", "'depth'", ">= 0"),
+        ("depth=3", "'depth'", "(dln)"),
         ("preset=part1", "'preset' cannot be set", "normlab run PRESET"),
         ("size=tiny", "'size' cannot be set", "--size"),
         ("probe_points=1", "'probe_points'", "at least 2"),

@@ -166,7 +166,8 @@ def test_the_batching_layouts_agree(batching):
 
 
 def test_landscape_and_predictiveness_have_exact_formulas_on_least_squares():
-    """L(w - eta g) = L - eta |g|^2 + eta^2 |X g|^2 and g(w - eta g) = g - eta H g, H = 2 X^T X."""
+    """L = |X w - Y|^2 / n: L(w - eta g) = L - eta |g|^2 + eta^2 |X g|^2 / n and g(w - eta g) = g - eta H g,
+    H = 2 X^T X / n."""
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(size=(20, 4)))
     y = jnp.asarray(rng.normal(size=(20, 2)))
@@ -184,23 +185,24 @@ def test_landscape_and_predictiveness_have_exact_formulas_on_least_squares():
     X, Y = np.asarray(x), np.asarray(y)
     W = np.asarray(state.params["linear"]["kernel"][...])
     residual = X @ W - Y
-    loss0 = np.sum(residual**2)
-    g = 2 * X.T @ residual
-    hg = 2 * X.T @ (X @ g)
+    n = len(X)
+    loss0 = np.sum(residual**2) / n
+    g = 2 * X.T @ residual / n
+    hg = 2 * X.T @ (X @ g) / n
     etas = np.geomspace(0.01, 30.0, 5) * 0.01
-    expected_loss = loss0 - etas * np.sum(g**2) + etas**2 * np.sum((X @ g) ** 2)
+    expected_loss = loss0 - etas * np.sum(g**2) + etas**2 * np.sum((X @ g) ** 2) / n
     np.testing.assert_allclose(result["landscape"]["loss"], expected_loss, rtol=RTOL)
     np.testing.assert_allclose(result["predictiveness"]["distance"], etas * np.linalg.norm(hg), rtol=RTOL)
     np.testing.assert_allclose(result["beta_smoothness"]["beta"], np.linalg.norm(hg) / np.linalg.norm(g), rtol=RTOL)
     np.testing.assert_allclose(result["beta_smoothness"]["ratio"], np.linalg.norm(hg) / np.linalg.norm(g), rtol=RTOL)
     grid = np.geomspace(1e-5, 1e-1, 9)
-    expected_divergence = (loss0 - grid * np.sum(g**2) + grid**2 * np.sum((X @ g) ** 2)) / loss0
+    expected_divergence = (loss0 - grid * np.sum(g**2) + grid**2 * np.sum((X @ g) ** 2) / n) / loss0
     np.testing.assert_allclose(result["divergence"]["ratio"], expected_divergence, rtol=RTOL)
     np.testing.assert_allclose(result["ics"]["l2"], [0.0], atol=0)  # one layer: nothing precedes it
 
 
 def test_ics_of_a_two_layer_linear_network_in_closed_form():
-    """f = X W1 W2, L = |f - Y|^2: G'_2 = 2 (X W1')^T (X W1' W2 - Y) with W1' = W1 - lr G_1."""
+    """f = X W1 W2, L = |f - Y|^2 / n: G'_2 = 2 (X W1')^T (X W1' W2 - Y) / n with W1' = W1 - lr G_1."""
     rng = np.random.default_rng(4)
     x, y = jnp.asarray(rng.normal(size=(16, 3))), jnp.asarray(rng.normal(size=(16, 2)))
     tx, schedule = make_optimizer("sgd", 0.02, total_steps=10)
@@ -212,10 +214,11 @@ def test_ics_of_a_two_layer_linear_network_in_closed_form():
         learning_rate=jnp.asarray(0.02), step=jnp.asarray(0)))
     X, Y = np.asarray(x), np.asarray(y)
     W1, W2 = (np.asarray(state.params[name]["kernel"][...]) for name in ("first", "second"))
+    n = len(X)
     residual = X @ W1 @ W2 - Y
-    G1, G2 = 2 * X.T @ residual @ W2.T, 2 * (X @ W1).T @ residual
+    G1, G2 = 2 * X.T @ residual @ W2.T / n, 2 * (X @ W1).T @ residual / n
     W1_next = W1 - 0.02 * G1
-    G2_shifted = 2 * (X @ W1_next).T @ (X @ W1_next @ W2 - Y)
+    G2_shifted = 2 * (X @ W1_next).T @ (X @ W1_next @ W2 - Y) / n
     np.testing.assert_allclose(result["l2"][1], np.linalg.norm(G2 - G2_shifted), rtol=RTOL)
     cosine = np.sum(G2 * G2_shifted) / (np.linalg.norm(G2) * np.linalg.norm(G2_shifted))
     np.testing.assert_allclose(result["cosine"][1], cosine, rtol=RTOL)

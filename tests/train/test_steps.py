@@ -107,3 +107,30 @@ def test_a_model_without_weight_layers_is_refused_with_a_hint():
     tx, schedule = make_optimizer("sgd", 0.1, total_steps=1)
     with pytest.raises(TypeError, match="weight_layers"):
         make_network("x", NoContract(), tx, schedule)
+
+
+def test_regression_loss_is_a_per_sample_mean_and_the_step_equals_s18s_summed_loss_at_lr_over_n():
+    """The DLN's training loss is (1/n) sum_i ||f(x_i) - y_i||^2, the evaluation's reduction too;
+    plain GD on it with lr 1e-3 makes S18's step on the summed loss with lr 1e-6 (n = 1000)."""
+    from normlab.models import build_model
+    from normlab.train import evaluate_batch
+
+    rng = np.random.default_rng(5)
+    n = 1000
+    x = rng.standard_normal((n, 10)).astype(np.float32)
+    y = (x @ rng.standard_normal((10, 10)).T).astype(np.float32)
+    model = build_model("dln", input_shape=(10,), num_classes=0, depth=3, rngs=nnx.Rngs(0))
+    tx, schedule = make_optimizer("sgd", 1e-3, total_steps=10)
+    spec, state = make_network("dln", model, tx, schedule, task="regression")
+    new_state, outputs = jax.jit(lambda s, x, y: train_step(spec, s, x, y))(state, jnp.asarray(x), jnp.asarray(y))
+
+    k1, k2, k3 = (np.asarray(state_at(state.params, path), np.float64) for path in spec.kernel_paths)
+    h1, h2 = x @ k1, x @ k1 @ k2  # Dense: inputs @ kernel
+    residual = h2 @ k3 - y
+    assert float(outputs.loss) == pytest.approx(np.sum(residual**2) / n, rel=1e-5)
+    summed_grads = (2 * x.T @ (residual @ k3.T @ k2.T), 2 * h1.T @ (residual @ k3.T), 2 * h2.T @ residual)
+    for path, kernel, grad in zip(spec.kernel_paths, (k1, k2, k3), summed_grads):
+        np.testing.assert_allclose(state_at(new_state.params, path), kernel - 1e-6 * grad, rtol=1e-4, atol=1e-6)
+    mask = jnp.ones(n)
+    summed, _ = evaluate_batch(spec, state, jnp.asarray(x), jnp.asarray(y), mask)
+    assert float(summed) / n == pytest.approx(float(outputs.loss), rel=1e-5)  # same reduction in evaluation

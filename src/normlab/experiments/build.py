@@ -13,7 +13,7 @@ from normlab.data import BatchIterator, Dataset, load_dataset
 from normlab.errors import NormlabError
 from normlab.experiments.checks import check_against_data
 from normlab.experiments.config import Config
-from normlab.models import build_model
+from normlab.models import build_model, model_names, model_options
 from normlab.norms import norm_options as accepted_norm_options
 from normlab.probes import at_steps, every, expand_bundles, make_probe, spaced_steps
 from normlab.train import NetworkSpec, NetworkState, make_network, make_optimizer
@@ -73,7 +73,30 @@ def build_network_model(config: Config, dataset: Dataset, norm: str) -> nnx.Modu
     )
     if config.activation:
         options["activation"] = config.activation
+    options.update(model_settings(config))
     return build_model(config.model, **options)
+
+
+# Settings that reach a model-specific option (``models.model_options``) when not 0, i.e. when
+# they do not ask for the model's own default: setting -> option.
+MODEL_OPTION_SETTINGS = {"init_std": "init_std", "depth": "depth"}
+
+
+def model_settings(config: Config) -> dict[str, Any]:
+    """The model options ``config`` sets (``MODEL_OPTION_SETTINGS``); a setting given for a model
+    without that option is a one-line error naming the models that have it."""
+    accepted = model_options(config.model)
+    chosen = {}
+    for setting, option in MODEL_OPTION_SETTINGS.items():
+        value = getattr(config, setting)
+        if not value:
+            continue
+        if option not in accepted:
+            having = ", ".join(name for name in model_names() if option in model_options(name))
+            raise NormlabError(f"setting {setting!r} applies only to the models with that option ({having}); "
+                               f"model {config.model!r} has none (leave it 0)")
+        chosen[option] = value
+    return chosen
 
 
 def prepare(config: Config) -> tuple[Dataset, tuple[NetworkSpec, ...], tuple[NetworkState, ...]]:

@@ -31,6 +31,8 @@ class Config:
     model: str = "mlp"  # a name from `normlab list` (models)
     networks: tuple[str, ...] = ("none", "batch")  # norm of each network, built from one seed
     width: float = 1.0  # width multiplier (vgg, mlp)
+    init_std: float = 0.0  # std of ioffe_mlp's Gaussian kernel init N(0, init_std^2); 0 = the model's default (0.01)
+    depth: int = 0  # dln: number of linear layers k; 0 = the model's default (25)
     activation: str = ""  # "" = the model's own (relu for mlp/vgg, sigmoid for lenet/ioffe_mlp)
     bias_before_norm: bool = True  # False removes the bias of the layer before a norm (d2l ex. 1)
     bias_removed_from: str = "all"  # with bias_before_norm=false, from which layers: "all", "dense" or "conv"
@@ -263,7 +265,7 @@ def choices() -> dict[str, tuple[str, ...]]:
 _POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points", "divergence_points", "lanczos_steps",
              "hessian_k", "power_iterations", "hutchinson_vectors", "slq_starts", "concentration_k")
 _NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "step_cost_repeats", "probe_every",
-                 "probe_points", "train_eval_size", "probe_budget", "train_subset")
+                 "probe_points", "train_eval_size", "probe_budget", "train_subset", "depth")
 
 
 _INT_LIMIT = 2**31 - 1
@@ -271,6 +273,7 @@ _INT_LIMIT = 2**31 - 1
 _RANGES = {
     "lr": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
     "width": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
+    "init_std": (lambda v: v >= 0, lambda v: True, "a finite number >= 0 (0 = the model's default)"),
     "hist_range": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
     "dropout": (lambda v: v >= 0, lambda v: v < 1, "in [0, 1)"),
     "momentum": (lambda v: v >= 0, lambda v: v < 1, "in [0, 1)"),

@@ -209,13 +209,14 @@ _PRESETS = [
     ),
     _preset(
         "santurkar_dln",
-        "S18 Fig. 3/4 deep linear network: dln k=25 on 1000 Gaussian samples, full-batch GD, lr 1e-6, "
-        "10,000 steps, landscape over [0.01, 30] x lr (the paper's size runs in minutes on a CPU: small = paper)",
+        "S18 Fig. 3/4 deep linear network: dln k=25 on 1000 Gaussian samples, full-batch GD, lr 1e-3 on the "
+        "per-sample mean loss (= S18's lr 1e-6 on the loss summed over the 1000 samples), 10,000 steps, "
+        "landscape over [0.01, 30] x lr (the paper's size runs in minutes on a CPU: small = paper)",
         sizes=CPU_SIZES,
         dataset="dln_gaussian",
         model="dln",
         optimizer="sgd",
-        lr=1e-6,
+        lr=1e-3,
         full_batch=True,
         steps=10_000,
         eval_every=500,

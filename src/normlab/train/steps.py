@@ -31,7 +31,7 @@ class NetworkSpec:
     """The static half of a network: closed over by jitted functions, never traced.
 
     ``task`` is "classification" (softmax cross-entropy, accuracy) or "regression" (squared error
-    summed over output dimensions; ``regression_reduction`` "sum" or "mean" over samples).
+    summed over output dimensions, averaged over samples).
     ``learning_rate`` maps the optimizer step count to the learning rate (probes need eta).
     Registered as a static pytree (no leaves, compared by identity) so that structures holding
     it, such as a probe context, pass through ``jax.jit`` unchanged.
@@ -45,7 +45,6 @@ class NetworkSpec:
     kernel_paths: tuple[tuple, ...]  # path of each weight layer's kernel in ``params``, in order
     weight_layer_names: tuple[str, ...]
     activation_names: tuple[str, ...]
-    regression_reduction: str = "sum"
     # The norms' own affine factors (gamma = "scale", beta = "bias"), see ``norm_parameters``.
     norm_parameters: tuple[NormParameter, ...] = ()
 
@@ -128,7 +127,6 @@ def make_network(
     learning_rate: Callable[[Array], Array],
     *,
     task: str = "classification",
-    regression_reduction: str = "sum",
 ) -> tuple[NetworkSpec, NetworkState]:
     """Split ``model`` once into its static ``NetworkSpec`` and a fresh ``NetworkState``."""
     paths = kernel_paths(model)
@@ -144,7 +142,6 @@ def make_network(
         kernel_paths=paths,
         weight_layer_names=tuple(".".join(str(p) for p in path[:-1]) for path in paths),
         activation_names=activation_names,
-        regression_reduction=regression_reduction,
         norm_parameters=norm_parameters(paths, params, rest, activation_names),
     )
     return spec, NetworkState(params, rest, tx.init(params), jnp.asarray(True))
@@ -176,13 +173,15 @@ def apply_model(spec: NetworkSpec, params, rest, x, *, train: bool):
 def loss_and_accuracy(spec: NetworkSpec, outputs: Array, targets: Array) -> tuple[Array, Array]:
     """Mean softmax cross-entropy and accuracy, or the regression loss and NaN accuracy.
 
-    Regression (the S18 deep linear network): ``L = sum_i ||f(x_i) - y_i||^2`` with
-    ``regression_reduction="sum"`` (S18's ``||W_k...W_1 x - A x||^2`` summed over the full batch),
-    or divided by the number of samples with "mean".
+    Regression (the S18 deep linear network): ``L = (1/n) sum_i ||f(x_i) - y_i||^2``, S18's
+    ``||W_k...W_1 x - A x||^2`` as a mean over the n samples of the batch -- the reduction the
+    evaluation uses too, so training and test losses are on one scale. (S18 writes the sum over
+    the full batch; the sum with learning rate lr follows the same trajectory as the mean with
+    lr * n under plain gradient descent.)
     """
     if spec.task == "regression":
         per_sample = jnp.sum(jnp.square(outputs - targets), axis=tuple(range(1, outputs.ndim)))
-        loss = jnp.sum(per_sample) if spec.regression_reduction == "sum" else jnp.mean(per_sample)
+        loss = jnp.mean(per_sample)
         return loss, jnp.asarray(jnp.nan, dtype=loss.dtype)
     loss = optax.softmax_cross_entropy_with_integer_labels(outputs, targets).mean()
     accuracy = jnp.mean(jnp.argmax(outputs, axis=-1) == targets)
