@@ -33,6 +33,8 @@ BENCHMARKS = [
     ("train step against PyTorch eager (skipped without torch)", "torch_compare.py", [], ["--repeats", "3"]),
     ("first run vs repeat with the persistent compilation cache", "compile_cache.py", [], ["--repeats", "1"]),
     ("probing overhead under probe_budget", "probe_budget.py", [], ["--steps", "120", "--repeats", "2"]),
+    ("8 seeds in one vmapped step vs 8 runs one after another", "vectorized_seeds.py", [],
+     ["--steps", "110", "--repeats", "1", "--step-repeats", "3"]),
 ]
 
 

@@ -112,18 +112,25 @@ def build_group(config: Config, dataset: Dataset) -> tuple[tuple[NetworkSpec, ..
     specs, states = [], []
     for norm in config.networks:
         model = build_network_model(config, dataset, norm)
-        tx, schedule = make_optimizer(
-            config.optimizer,
-            config.lr,
-            total_steps=steps,
-            momentum=config.momentum,
-            schedule=config.lr_schedule,
-            weight_decay=config.weight_decay,
-        )
+        tx, schedule = build_optimizer(config, steps)
         spec, state = make_network(norm, model, tx, schedule, task=dataset.task)
         specs.append(spec)
         states.append(state)
     return tuple(specs), tuple(states)
+
+
+def build_optimizer(config: Config, steps: int, lr=None):
+    """``(tx, schedule)`` of every network of ``config``'s group over ``steps`` steps; ``lr``
+    (default ``config.lr``) may be a traced number: sweep members that differ only in their
+    learning rate train in one vmapped step (``experiments.vectorized``)."""
+    return make_optimizer(
+        config.optimizer,
+        config.lr if lr is None else lr,
+        total_steps=steps,
+        momentum=config.momentum,
+        schedule=config.lr_schedule,
+        weight_decay=config.weight_decay,
+    )
 
 
 def parameter_count(state: NetworkState) -> int:

@@ -45,6 +45,12 @@ def make_group_step(specs: tuple[NetworkSpec, ...], probes: tuple, *, fused: boo
 
 def _jitted_group_step(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callable:
     """One jitted function stepping the networks of ``specs`` (see ``make_group_step``)."""
+    return jax.jit(group_step_function(specs, probes), donate_argnums=(0,))
+
+
+def group_step_function(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callable:
+    """The pure, unjitted group step of ``make_group_step`` (vmapped over sweep members by
+    ``experiments.vectorized``)."""
 
     def group_step(states, x, y, step, setups):
         new_states, metrics, outputs = [], [], []
@@ -69,21 +75,22 @@ def _jitted_group_step(specs: tuple[NetworkSpec, ...], probes: tuple) -> Callabl
                 outputs.append({probe.name: probe.measure(context) for probe in probes})
         return tuple(new_states), jnp.stack(metrics), tuple(outputs)
 
-    return jax.jit(group_step, donate_argnums=(0,))
+    return group_step
 
 
 def make_group_eval(specs: tuple[NetworkSpec, ...], *, fused: bool = False) -> Callable:
     """``(states, x, y, mask) -> (networks, 2)`` summed loss and correct count, eval mode; jitted
     for the whole group if ``fused``, else per network (as ``make_group_step``)."""
-
-    def group_eval(specs, states, x, y, mask):
-        return jnp.stack([jnp.stack(evaluate_batch(spec, state, x, y, mask)) for spec, state in zip(specs, states)])
-
     if fused:
-        return jax.jit(partial(group_eval, specs))
-    singles = [jax.jit(partial(group_eval, (spec,))) for spec in specs]
+        return jax.jit(partial(eval_group, specs))
+    singles = [jax.jit(partial(eval_group, (spec,))) for spec in specs]
     return lambda states, x, y, mask: jnp.concatenate(
         [single((state,), x, y, mask) for single, state in zip(singles, states)])
+
+
+def eval_group(specs: tuple[NetworkSpec, ...], states, x, y, mask):
+    """The pure, unjitted group evaluation of ``make_group_eval``: (networks, 2)."""
+    return jnp.stack([jnp.stack(evaluate_batch(spec, state, x, y, mask)) for spec, state in zip(specs, states)])
 
 
 def evaluate(group_eval, states, x: np.ndarray, y: np.ndarray, should_stop=lambda: False) -> np.ndarray:

@@ -371,18 +371,9 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
         return result.losses
 
     def run_evaluation(s):
-        rows = []
         test = evaluate(group_eval, states, dataset.x_test, dataset.y_test, should_stop)
         train_part = evaluate(group_eval, states, train_eval_x, train_eval_y, should_stop)
-        for i, name in enumerate(names):
-            if name in diverged:
-                continue
-            row = {"step": s, "network": name, "kind": "eval", "test_loss": float(test[i, 0]),
-                   "train_eval_loss": float(train_part[i, 0])}
-            if dataset.task == "classification":
-                row |= {"test_accuracy": float(test[i, 1]), "train_eval_accuracy": float(train_part[i, 1])}
-            rows.append(row)
-        store.append_metrics(rows)
+        store.append_metrics(evaluation_rows(s, names, diverged, test, train_part, dataset.task))
 
     def save(s):
         store.flush()
@@ -461,12 +452,33 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
     )
 
 
+def evaluation_rows(step: int, names, diverged, test: np.ndarray, train_part: np.ndarray, task: str) -> list[dict]:
+    """The "eval" metric rows of step ``step``: ``test`` and ``train_part`` are (networks, 2) mean
+    loss and accuracy (``evaluate``); a diverged network gets none."""
+    rows = []
+    for i, name in enumerate(names):
+        if name in diverged:
+            continue
+        row = {"step": step, "network": name, "kind": "eval", "test_loss": float(test[i, 0]),
+               "train_eval_loss": float(train_part[i, 0])}
+        if task == "classification":
+            row |= {"test_accuracy": float(test[i, 1]), "train_eval_accuracy": float(train_part[i, 1])}
+        rows.append(row)
+    return rows
+
+
 def _batch(config: Config, dataset: Dataset, batches: BatchIterator, step: int):
+    x, y = batch_arrays(config, dataset, batches, step)
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def batch_arrays(config: Config, dataset: Dataset, batches: BatchIterator, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training batch of ``step`` as NumPy arrays (augmented when ``config.augment``)."""
     indices = batches.indices_at(step)
     x = dataset.x_train[indices]
     if config.augment:
         x = augment_cifar(x, seed=config.data_seed, step=step)
-    return jnp.asarray(x), jnp.asarray(dataset.y_train[indices])
+    return x, dataset.y_train[indices]
 
 
 def _train_eval_subset(config: Config, dataset: Dataset):
