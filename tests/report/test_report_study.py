@@ -60,10 +60,10 @@ def curves(study_dir):
 def test_the_largest_learning_rate_that_trains(curves):
     table = trains_table(curves)
     rows = {row[1]: row for row in table.rows}
-    assert rows["none"][2:4] == ["1", "0.1"]  # 1: two of three seeds above 20%; only 0.1 in every seed
-    assert rows["batch"][2:4] == ["4", "1"]  # 4: 70% and 65%, one seed diverged
-    assert rows["batch"][4] == "67.50 ± 3.54 (n=2, 1 missing)"
-    assert rows["none"][5] == "4 (3 of 3 diverged)"
+    assert rows["none"][2:5] == ["0.1, 1", "1", "0.1"]  # 1: two of three seeds above 20%; only 0.1 in every seed
+    assert rows["batch"][2:5] == ["0.1, 1, 4", "4", "1"]  # 4: 70% and 65%, one seed diverged
+    assert rows["batch"][5] == "67.50 ± 3.54 (n=2, 1 missing)"
+    assert rows["none"][6] == "4 (3 of 3 diverged)" and rows["batch"][6] == "-"
     assert "above 2 x chance (20% here, chance = 10%)" in table.caption
 
 

@@ -151,9 +151,10 @@ def trains_table(curves) -> Table | None:
         every = [x for x in xs if trains(points[x], threshold)[1]]
         best = majority[-1] if majority else None
         summary = summarize(points[best].seeds.values()) if best is not None else None
-        failing = [x for x in xs if best is None or _sort_key(x) > _sort_key(best)]
+        failing = [x for x in xs if x not in majority]
         rows.append([
             group or "-", network,
+            ", ".join(format_value(x) for x in majority) or "-",
             format_value(best) if best is not None else f"none of {format_value(xs[0])}..{format_value(xs[-1])}",
             format_value(every[-1]) if every else "-",
             summary.text(scale=100, digits=2) if summary is not None else "-",
@@ -163,13 +164,15 @@ def trains_table(curves) -> Table | None:
         f"'Trains' means: the final test accuracy is above {TRAINS_FACTOR:g} x chance "
         f"({100 * threshold:.0f}% here, chance = {100 * chance:.0f}%) in a majority of the seeds; a diverged run does "
         f"not train. 'every seed': the largest {curves.x_key} at which all seeds train. The accuracy is the mean ± "
-        "std over the seeds at that value (n seeds; a diverged seed counts as missing). Larger values that fail "
-        "are listed with how they fail. d2l exercise 2 asks how large the learning rate can be before "
+        "std over the seeds at the largest value (n seeds; a diverged seed counts as missing). The values at which "
+        "a network does not train are listed with how they fail (smaller ones too: a small learning rate can be "
+        "too slow within the run). d2l exercise 2 asks how large the learning rate can be before "
         "optimization fails, with and without BN."
     )
-    return Table(f"Largest {curves.x_key} that trains", ["variant", "network", f"largest {curves.x_key} (majority)",
-                                                          "in every seed", "test accuracy there, %",
-                                                          "larger values (why not)"], rows, caption)
+    return Table(f"Largest {curves.x_key} that trains", ["variant", "network", "trains at (majority of seeds)",
+                                                          f"largest {curves.x_key}", "in every seed",
+                                                          "test accuracy there, %", "does not train at (why)"],
+                 rows, caption)
 
 
 def _failure(point) -> str:

@@ -201,9 +201,9 @@ def _draw_curve(axis, curves: SweepCurves, index: int, group: str, network: str,
 
 
 def _log_x(xs) -> bool:
-    """Log x when every value is positive and they span at least two decades (lr sweeps)."""
+    """Log x when every value is positive and they span a factor of 20 or more (lr sweeps)."""
     values = np.asarray([float(x) for x in xs])
-    return len(values) > 1 and bool(np.all(values > 0)) and values.max() / values.min() >= 100
+    return len(values) > 1 and bool(np.all(values > 0)) and values.max() / values.min() >= 20
 
 
 def _slug(text: str) -> str:
