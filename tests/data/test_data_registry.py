@@ -167,3 +167,70 @@ def test_the_mnist_stand_ins_have_the_real_datasets_shape_and_differ_from_each_o
     assert set(np.unique(data.y_train)) == set(range(10))
     other = load_dataset("synthetic_fashion_mnist" if name == "synthetic_mnist" else "synthetic_mnist")
     assert not np.allclose(data.x_train, other.x_train)
+
+
+def test_power_law_fields_have_the_stated_spectrum_and_unit_scale():
+    """Radially averaged power of the fields falls as |f|^(-2 exponent): the log-log slope."""
+    from normlab.data.synthetic import power_law_fields
+
+    for exponent in (0.5, 1.0, 1.5):
+        fields = power_law_fields(np.random.default_rng(0), 64, 32, 1, exponent)
+        assert fields.shape == (64, 32, 32, 1) and fields.dtype == np.float32
+        np.testing.assert_allclose(fields.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+        np.testing.assert_allclose(fields.std(axis=(1, 2, 3)), 1, rtol=1e-4)
+        power = np.mean(np.abs(np.fft.fft2(fields[..., 0])) ** 2, axis=0)
+        freq = np.fft.fftfreq(32)
+        radius = np.sqrt(freq[:, None] ** 2 + freq[None, :] ** 2)
+        ring = (radius > 0.05) & (radius < 0.45)  # away from the floored centre and the corners
+        slope = np.polyfit(np.log(radius[ring]), np.log(power[ring]), 1)[0]
+        assert abs(slope + 2 * exponent) < 0.15, (exponent, slope)
+
+
+def test_synthetic_cifar_examples_are_shifted_mirrored_scaled_templates_of_their_class():
+    """Without clutter and noise every image is a * roll(flip?(T)) for one of its class's templates."""
+    from normlab.data.synthetic import shifted
+
+    data = load_dataset("synthetic_cifar", normalize="none", num_train=60, num_test=20, background=0.0,
+                        noise=0.0, max_shift=3)
+    again = load_dataset("synthetic_cifar", normalize="none", num_train=60, num_test=20, background=0.0,
+                         noise=0.0, max_shift=3)
+    np.testing.assert_array_equal(data.x_train, again.x_train)
+    # The templates are the examples themselves: find, for each pair of same-class examples, a
+    # roll and flip mapping one onto a multiple of the other; every class has at most 2 templates.
+    images = data.x_train.astype(np.float64)
+    for label in range(10):
+        members = images[data.y_train == label]
+        groups: list[np.ndarray] = []  # one representative per template seen
+        for image in members:
+            for representative in groups:
+                if _matches_by_roll_flip_scale(image, representative, shifted):
+                    break
+            else:
+                groups.append(image)
+        assert 1 <= len(groups) <= 2, (label, len(groups))
+    other = images[data.y_train == 0][0]
+    assert not any(_matches_by_roll_flip_scale(other, image, shifted) for image in images[data.y_train == 1])
+
+
+def _matches_by_roll_flip_scale(image, reference, shifted) -> bool:
+    for candidate in (reference, reference[:, ::-1]):
+        for dy in range(-6, 7):
+            for dx in range(-6, 7):
+                moved = shifted(candidate[None], np.array([dy]), np.array([dx]))[0]
+                scale = np.sum(moved * image) / np.sum(moved * moved)
+                if np.allclose(image, scale * moved, rtol=1e-4, atol=1e-5):
+                    return True
+    return False
+
+
+def test_synthetic_cifar_splits_and_options():
+    base = load_dataset("synthetic_cifar", num_train=100, num_test=30)
+    more = load_dataset("synthetic_cifar", num_train=200, num_test=30, normalize="none")
+    raw = load_dataset("synthetic_cifar", num_train=100, num_test=30, normalize="none")
+    np.testing.assert_array_equal(raw.x_test, more.x_test)  # the test split does not depend on num_train
+    np.testing.assert_array_equal(np.bincount(base.y_train), [10] * 10)
+    np.testing.assert_allclose(base.x_train.mean(axis=(0, 1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(base.x_train.std(axis=(0, 1, 2)), 1, rtol=1e-4)
+    for option, value in (("max_shift", 40), ("background", -1.0), ("radius", 0.0), ("contrast", (2.0, 1.0))):
+        with pytest.raises(NormlabError, match=option):
+            load_dataset("synthetic_cifar", **{option: value})

@@ -114,7 +114,13 @@ def test_the_vgg_presets_share_one_tiny_and_one_small():
     vgg = [preset for preset in PRESETS.values() if preset.config.model == "vgg" and preset.name != "ghorbani_vgg"]
     assert len(vgg) == 4
     assert all(preset.sizes["tiny"] is vgg[0].sizes["tiny"] for preset in vgg)
-    assert all(preset.sizes["small"] is vgg[0].sizes["small"] for preset in vgg)
+    # One small for all, but the learning rate: the width-1/8 VGG without BN dies at S18's lr 0.1 and at
+    # Part 2's 0.035 with momentum, so their small sizes lower it (santurkar_lp has no baseline to lose).
+    shared = {key: value for key, value in vgg[0].sizes["small"].items() if key != "lr"}
+    assert all({k: v for k, v in preset.sizes["small"].items() if k != "lr"} == shared for preset in vgg)
+    names = ("santurkar_vgg", "santurkar_noisy", "part2", "santurkar_lp")
+    lrs = {name: preset_config(name, "small").lr for name in names}
+    assert lrs == {"santurkar_vgg": 0.02, "santurkar_noisy": 0.02, "part2": 0.01, "santurkar_lp": 0.1}
     assert preset_config("santurkar_vgg", "tiny").width <= 1 / 32
 
 

@@ -25,8 +25,8 @@ DATASETS_REGISTRY: Registry[Dataset] = Registry("dataset", {
                       "Fashion-MNIST clothing, 28x28x1, 60000 train / 10000 test (downloaded)"),
     "cifar10": (load_cifar10, "CIFAR-10 colour images, 32x32x3, 50000 train / 10000 test (downloaded)"),
     "synthetic": (load_synthetic, "tiny generated classification images (noisy class prototypes), for tests"),
-    "synthetic_cifar": (load_synthetic_cifar, "generated 32x32x3 class-prototype images shaped like CIFAR-10, "
-                        "for smoke runs of the VGG presets without a download"),
+    "synthetic_cifar": (load_synthetic_cifar, "generated CIFAR-10-shaped images (32x32x3, 10 classes): a class's "
+                        "object, shifted and mirrored, on 1/f clutter; the VGG presets without a download"),
     "synthetic_mnist": (load_synthetic_mnist, "generated 28x28x1 class-prototype images shaped like MNIST, "
                         "what the tiny size of the MNIST presets trains on (no download)"),
     "synthetic_fashion_mnist": (load_synthetic_fashion_mnist, "generated 28x28x1 class-prototype images shaped "
