@@ -144,3 +144,21 @@ def test_list_names_every_study(capsys):
 def test_a_study_is_not_swept_as_a_preset(tmp_path, capsys):
     assert main(["sweep", "d2l_lr", "--out", str(tmp_path)]) == 2
     assert "d2l_lr is a study (its own grid and seeds): run it with `normlab run d2l_lr`" in capsys.readouterr().err
+
+
+def test_a_study_resumed_runs_only_its_missing_member(tmp_path, capsys):
+    """normlab run --resume STUDY_DIR: a member removed (as if never started) is run again, the
+    finished one is left as it was, and the study's report and summary come back."""
+    import shutil
+
+    study = get_study("d2l_affine")
+    directory, _ = run_study(study, study.plan("tiny"), out=tmp_path, quiet=True, jobs=1)
+    kept, removed = directory / "seed=0", directory / "seed=1"
+    before = (kept / "run.json").read_bytes(), (kept / "run.json").stat().st_mtime_ns
+    shutil.rmtree(removed)
+    assert main(["run", "--resume", str(directory), "--jobs", "1", "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 members already finished" in out and "study d2l_affine (size tiny)" in out
+    assert ((kept / "run.json").read_bytes(), (kept / "run.json").stat().st_mtime_ns) == before
+    assert json.loads((removed / "run.json").read_text())["status"] == "completed"
+    assert json.loads((directory / "sweep.json").read_text())["status"] == "completed"

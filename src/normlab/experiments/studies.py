@@ -141,7 +141,8 @@ def run_study(study: Study, plan: StudyPlan, *, out: str | Path = "runs", quiet:
 # tiny: the base preset's tiny size (3 steps on generated data), two seeds (a paired interval
 # needs two), at most a few grid values or variants.
 TINY_SEEDS = (0, 1)
-D2L_LR_GRID = ("0.05", "0.1", "0.5", "1", "2", "4")  # d2l tried 4, 2, 1, 0.5, 0.1, 0.05
+# d2l tried 4, 2, 1, 0.5, 0.1, 0.05; 8 and 16 find where the plain network stops training (measured at small)
+D2L_LR_GRID = ("0.05", "0.1", "0.5", "1", "2", "4", "8", "16")
 NO_PROBES: dict[str, Any] = {"probes": ()}
 
 
@@ -171,7 +172,7 @@ _STUDIES = [
         base="d2l_lenet", reproduces="d2l ex. 2; B18 (BN permits larger learning rates)",
         settings=dict(NO_PROBES), grid={"lr": D2L_LR_GRID}, x_key="lr",
         sizes=_sizes(tiny=StudySize(grid={"lr": ("0.1", "4")}, seeds=TINY_SEEDS),
-                     small=StudySize(grid={"lr": ("0.05", "0.25", "1", "4")}, seeds=(0, 1, 2))),
+                     small=StudySize(grid={"lr": ("0.05", "0.25", "1", "4", "16")}, seeds=(0, 1, 2))),
     ),
     Study(
         "d2l_layers",
