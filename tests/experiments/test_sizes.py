@@ -50,8 +50,8 @@ def test_spaced_steps_are_distinct_from_step_0_to_the_last_step_for_every_length
 
 def test_measured_steps_follow_probe_points_else_probe_every():
     config = apply_overrides(default_config(), ["probe_every=7"])
-    assert measured_steps(config, 30) == (0, 7, 14, 21, 28)
-    assert measured_steps(apply_overrides(default_config(), ["probe_every=0"]), 30) == ()
+    assert tuple(measured_steps(config, 30)) == (0, 7, 14, 21, 28)
+    assert tuple(measured_steps(apply_overrides(default_config(), ["probe_every=0"]), 30)) == ()
     points = apply_overrides(config, ["probe_points=4"])
     assert measured_steps(points, 30) == (0, 10, 19, 29)  # 29/3 = 9.67: 0, 9.67, 19.33, 29
     assert measured_steps(points, 3) == (0, 1, 2)  # shrinking the run keeps the figures filled
