@@ -5,8 +5,9 @@ Training, evaluation, probes, the store, the findings and report.html are the re
 the figures' pixels (matplotlib's layout and rasterization, a second or more per figure) and
 encoding the animation are the only steps left out: the figure objects and their data are built
 by the report's own section builders, which is what the point counts are read from; rendering is
-tested by tests/report. Every preset of a model family shares one process, so JAX compiles each
-random initializer and evaluation shape once.
+tested by tests/report. Compiling is most of a tiny run's time: the presets share this process
+(JAX compiles each random initializer's shape once) and one persistent compilation cache for the
+module (presets with the same networks share their evaluations and steps).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from normlab.probes import expand_bundles
 from normlab.report import report as report_module
 from normlab.report.html import RenderedItem
 from normlab.report.sections import Movie, Plot, too_few_points
+from normlab.store import load_run
 
 # Figures over training that a probe (or the metrics, for every run) must give.
 FIGURES = {
@@ -41,6 +43,14 @@ FIGURES = {
     "gradient_concentration": ("hessian_trace_concentration",),
 }
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_compile_cache(tmp_path_factory):
+    """One throw-away compilation cache for the presets of this module (none for other tests)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NORMLAB_COMPILE_CACHE", str(tmp_path_factory.mktemp("jax-cache")))
+        yield
 
 
 @pytest.fixture
@@ -87,4 +97,27 @@ def test_every_preset_at_tiny_size_fills_every_figure_over_training(name, tmp_pa
         expected |= set(FIGURES.get(probe, ()))
     missing = expected - set(plots)
     assert not missing, f"{name}: figures over training missing from the report: {sorted(missing)}"
+    _assert_one_set_of_layer_names(Path(result.path))
     print(f"{name}: {seconds:.1f} s, {len(plots)} figures over training")
+
+
+def _assert_one_set_of_layer_names(path: Path) -> None:
+    """Every probe, and the start views, name a network's layers alike: the hidden layers the
+    activations probe names, then "output" (never module paths such as hidden.0.linear)."""
+    run = load_run(path)
+    start = json.loads((path / "start" / "start.json").read_text())["networks"]
+    for network in run.config["networks"]:
+        weight_layers = None  # known from the activations probe's hidden layers, where it ran
+        if "activations" in run.probe_names:
+            weight_layers = [*run.probe_meta("activations")["networks"][network]["layers"], "output"]
+        for probe in run.probe_names:
+            layers = run.probe_meta(probe)["networks"][network].get("layers")
+            if not layers:
+                continue
+            assert not any("." in layer for layer in layers), (probe, layers)
+            if weight_layers is not None and probe != "activations":
+                assert layers == weight_layers, (probe, layers, weight_layers)
+        owners = {parameter["layer"] for parameter in start[network].values()}
+        assert "output" in owners and not any("." in layer for layer in owners), owners
+        if weight_layers is not None:
+            assert owners == set(weight_layers), (owners, weight_layers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from normlab.cli import main
@@ -49,8 +50,8 @@ def test_spaced_steps_are_distinct_from_step_0_to_the_last_step_for_every_length
 
 def test_measured_steps_follow_probe_points_else_probe_every():
     config = apply_overrides(default_config(), ["probe_every=7"])
-    assert measured_steps(config, 30) == (0, 7, 14, 21, 28)
-    assert measured_steps(apply_overrides(default_config(), ["probe_every=0"]), 30) == ()
+    assert tuple(measured_steps(config, 30)) == (0, 7, 14, 21, 28)
+    assert tuple(measured_steps(apply_overrides(default_config(), ["probe_every=0"]), 30)) == ()
     points = apply_overrides(config, ["probe_points=4"])
     assert measured_steps(points, 30) == (0, 10, 19, 29)  # 29/3 = 9.67: 0, 9.67, 19.33, 29
     assert measured_steps(points, 3) == (0, 1, 2)  # shrinking the run keeps the figures filled
@@ -182,3 +183,21 @@ def test_a_run_records_its_size_and_its_preset_at_that_size(tmp_path):
     stored = json.loads((result.path / "config.json").read_text())
     info = json.loads((result.path / "run.json").read_text())
     assert stored["size"] == "tiny" and info["preset_defaults"] == to_dict(preset_config("quickstart", "tiny"))
+
+
+def test_fast_compile_compiles_the_same_training_without_code_optimizations(tmp_path):
+    """tiny's fast_compile only changes how XLA optimizes the code: the same losses to float32 rounding."""
+    from normlab.experiments import run_experiment
+    from normlab.experiments.compiled import FAST_COMPILE_OPTIONS
+    from normlab.store import load_run
+
+    assert FAST_COMPILE_OPTIONS["xla_backend_optimization_level"] == 0
+    losses = {}
+    for fast in (False, True):
+        config = apply_overrides(preset_config("quickstart", "tiny"),
+                                 ["report=false", f"fast_compile={fast}", "probes=distance"])
+        run = load_run(run_experiment(config, out=tmp_path / str(fast), quiet=True).path)
+        assert run.config["fast_compile"] is fast
+        losses[fast] = run.metrics.dropna(subset=["loss"])["loss"].to_numpy()
+    assert len(losses[True]) == 6  # 3 steps x 2 networks
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)

@@ -8,9 +8,10 @@ import pytest
 
 from normlab.errors import NormlabError
 from normlab.experiments import apply_overrides, default_config
-from normlab.experiments.summary import sweep_summary_lines
-from normlab.experiments.sweep import load_sweep, parse_grid, run_sweep, sweep_points
+from normlab.experiments.summary import spread_text, sweep_summary_lines
+from normlab.experiments.sweep import SWEEP_FILE, load_sweep, parse_grid, run_sweep, sweep_points
 from normlab.store import load_run
+from normlab.store.files import write_json_atomically
 
 
 def test_grid_values_are_type_checked_and_tuples_use_plus():
@@ -40,7 +41,8 @@ def test_a_sweep_runs_every_member_and_reports_n_and_spread(tmp_path):
         evals = load_run(directory / f"lr=0.01-seed={seed}").metrics.dropna(subset=["test_accuracy"])
         for network in ("none", "batch"):
             finals.setdefault(network, []).append(float(evals[evals.network == network].test_accuracy.iloc[-1]))
-    cells = [f"{network} {(a + b) / 2:.4f} ± {abs(a - b) / 2 ** 0.5:.4f} (n=2/2)" for network, (a, b) in finals.items()]
+    cells = [f"{network} {100 * (a + b) / 2:.2f}% ± {100 * abs(a - b) / 2 ** 0.5:.2f} pp (n=2)"
+             for network, (a, b) in finals.items()]
     assert "  lr=0.01: " + "; ".join(cells) in lines
     # the paired difference batch - none per seed, 95% t-interval with t(0.975, 1) = 12.706
     d = [b - a for a, b in zip(finals["none"], finals["batch"])]
@@ -50,6 +52,24 @@ def test_a_sweep_runs_every_member_and_reports_n_and_spread(tmp_path):
     assert shown.startswith(f"{mean:+.4f} [") and shown.split(" (n=")[1].startswith("2)")
     low, high = (float(v) for v in shown.split("[")[1].split("]")[0].split(", "))
     assert low == pytest.approx(mean - half, abs=2e-4) and high == pytest.approx(mean + half, abs=2e-4)
+
+    assert lines[1].startswith("final test accuracy at the last evaluation, per network: mean ± std over seeds")
+
+    # One seed: its value and n=1, no spread (a sweep directory listing only the seed-0 member).
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "lr=0.01-seed=0").symlink_to(directory / "lr=0.01-seed=0")
+    write_json_atomically(one / SWEEP_FILE, {**sweep, "seeds": [0], "members": sweep["members"][:1]})
+    single = sweep_summary_lines(one)
+    expected = "; ".join(f"{network} {100 * values[0]:.2f}% (n=1)" for network, values in finals.items())
+    assert single[-1] == f"  lr=0.01: {expected}" and "nan" not in " ".join(single) and "±" not in single[-1]
+
+
+def test_spread_text_states_n_and_a_spread_only_from_two_values():
+    assert spread_text([0.9722], percent=True) == "97.22% (n=1)"
+    assert spread_text([0.90, 0.94, 0.92], percent=True) == "92.00% ± 2.00 pp (n=3)"  # sd of 90, 94, 92 = 2
+    assert spread_text([22.6], percent=False) == "22.6 (n=1)"
+    assert spread_text([1.0, 3.0], percent=False) == "2 ± 1.41 (n=2)"  # sqrt(2)
 
 
 @pytest.mark.parametrize("argv, message", [

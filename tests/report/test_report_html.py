@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -160,3 +161,17 @@ def test_a_figure_with_a_single_point_per_curve_is_one_line_not_empty_axes(tmp_p
     assert ("<b>Distance from initialization</b>: not drawn: at most 1 probe measurement per network, and a curve "
             "over training needs two") in notes[0]
     assert 'src="figures/loss_curves.png"' in html
+
+
+@pytest.mark.parametrize("reduction, words", [("sum", "sum over the batch's examples"),
+                                              ("mean", "mean over the batch")])
+def test_the_loss_figure_and_the_summary_say_how_the_training_loss_is_reduced(tmp_path, reduction, words):
+    run = synthetic.make_run(tmp_path / "run", steps=10, probe_every=5, probes=(),
+                             info={"loss_reduction": {"train": reduction, "eval": "mean"}})
+    html = write_report([run], out=tmp_path / "report").read_text(encoding="utf-8")
+    caption = html.split('id="fig-loss_curves"')[1].split("</figcaption>")[0]
+    assert f"each training batch in train mode ({escape(words)};" in caption
+    assert "each the mean over its examples" in caption
+    summary = html.split('id="summary"')[1].split("</section>")[0]
+    assert ("(sum over the batch)" in summary) == (reduction == "sum")
+    assert "Train and test losses are means over the evaluated examples" in summary

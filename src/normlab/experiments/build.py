@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -173,20 +174,19 @@ PROBE_SETTINGS: dict[str, dict[str, str | tuple[str, str]]] = {
 }
 
 
-def measured_steps(config: Config, total_steps: int) -> tuple[int, ...]:
+def measured_steps(config: Config, total_steps: int) -> Sequence[int]:
     """The steps at which the run's probes measure: the one place that decides it.
 
     ``probe_points`` > 0: that many steps spread over the run, step 0 and the last step among them
     (``normlab.probes.spaced_steps``, ``probe_spacing`` linear or log); else every ``probe_every``
     steps from step 0 (none for 0). Two kinds of probe measure elsewhere: under ``probe_budget``
     the runner chooses each probe's steps from its measured cost (``probes.budget``), and the
-    divergence probe (B18) measures at its fixed ``divergence_steps``.
+    divergence probe (B18) measures at its fixed ``divergence_steps``. A ``range`` for
+    ``probe_every``: a long run measured every step is never listed step by step.
     """
     if config.probe_points > 0:
         return spaced_steps(total_steps, config.probe_points, config.probe_spacing)
-    if config.probe_every <= 0:
-        return ()
-    return tuple(range(0, total_steps, config.probe_every))
+    return range(0, total_steps, config.probe_every) if config.probe_every > 0 else ()
 
 
 def probe_settings(config: Config, name: str, total_steps: int | None = None) -> dict:
@@ -195,11 +195,11 @@ def probe_settings(config: Config, name: str, total_steps: int | None = None) ->
     at ``divergence_steps``."""
     if name == "divergence":
         options = {"schedule": at_steps(*config.divergence_steps), "spacing": "log"}
-    elif total_steps is not None:
-        options = {"schedule": at_steps(*measured_steps(config, total_steps))}
     elif config.probe_points > 0:
-        raise ValueError("a schedule of probe_points needs the run's total_steps")
-    else:  # the run's length unknown: every probe_every steps, the same steps for a run of any length
+        if total_steps is None:
+            raise ValueError("a schedule of probe_points needs the run's total_steps")
+        options = {"schedule": at_steps(*measured_steps(config, total_steps))}
+    else:  # measured_steps' range(0, T, probe_every), as a rule rather than a list of steps
         options = {"schedule": every(config.probe_every)}
     for setting, targets in PROBE_SETTINGS.items():
         target = targets.get(name)

@@ -9,6 +9,7 @@ checkpoint and probe steps.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
 from normlab.data import Dataset
 from normlab.experiments.build import batch_iterator, measured_steps, total_steps
@@ -36,25 +37,43 @@ def setting_lines(config: Config, width: int = 100) -> list[str]:
 
 def _listed(steps, limit: int = 8) -> str:
     """``0, 50, 100`` or ``0, 50, 100, ..., 350, 399`` for long lists."""
-    steps = [int(s) for s in steps]
-    if len(steps) <= limit:
-        return ", ".join(map(str, steps))
-    return ", ".join(map(str, steps[: limit - 2])) + ", ..., " + ", ".join(map(str, steps[-2:]))
+    if len(steps) <= limit:  # a range is sliced, never listed whole: a run can have millions of steps
+        return ", ".join(str(int(s)) for s in steps)
+    return (", ".join(str(int(s)) for s in steps[: limit - 2]) + ", ..., "
+            + ", ".join(str(int(s)) for s in steps[-2:]))
 
 
-def evaluation_steps(config: Config, dataset: Dataset) -> list[int]:
-    """The steps after which the runner evaluates (0 and the last step included)."""
+def _eval_every(config: Config, dataset: Dataset) -> int:
+    """The runner's evaluation interval: ``eval_every``, else one epoch (the whole run, full-batch)."""
     total = total_steps(config, dataset)
-    every = config.eval_every or (total if config.full_batch else batch_iterator(config, dataset).steps_per_epoch)
-    return sorted({0, total, *range(every, total + 1, every)})
+    return config.eval_every or (total if config.full_batch else batch_iterator(config, dataset).steps_per_epoch)
 
 
-def checkpoint_steps(config: Config, dataset: Dataset) -> list[int]:
+class _Evaluations(Sequence):
+    """Step 0, every ``every`` steps, and the last step: the runner's evaluations, without a list."""
+
+    def __init__(self, total: int, every: int):
+        self.total, self.inner = total, range(every, total, every)
+
+    def __len__(self) -> int:
+        return len(self.inner) + 2
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = index + len(self) if index < 0 else index
+        return 0 if index == 0 else self.total if index == len(self) - 1 else self.inner[index - 1]
+
+
+def evaluation_steps(config: Config, dataset: Dataset) -> Sequence[int]:
+    """The steps after which the runner evaluates: 0, every interval, and the last step."""
+    return _Evaluations(total_steps(config, dataset), _eval_every(config, dataset))
+
+
+def checkpoint_steps(config: Config, dataset: Dataset) -> range:
     """The steps at which the runner checkpoints (none at the end: a finished run has nothing to resume)."""
-    total = total_steps(config, dataset)
-    every = config.checkpoint_every or config.eval_every or (
-        total if config.full_batch else batch_iterator(config, dataset).steps_per_epoch)
-    return list(range(every, total, every))
+    every = config.checkpoint_every or _eval_every(config, dataset)
+    return range(every, total_steps(config, dataset), every)
 
 
 def resolved_lines(config: Config, dataset: Dataset) -> list[str]:

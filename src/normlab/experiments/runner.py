@@ -42,10 +42,12 @@ from normlab.experiments.compiled import EVAL_CHUNK, evaluate, make_group_eval, 
 from normlab.experiments.config import Config, from_dict, to_dict
 from normlab.experiments.pending import PendingResults
 from normlab.experiments.presets import PRESETS, preset_defaults
+from normlab.experiments.progress import Progress
 from normlab.experiments.start import write_start_views
 from normlab.probes import active_probes, at_steps, probe_meta, probe_setups
 from normlab.probes.budget import budget_schedules, measured_costs
 from normlab.store import RunStore, check_output_root, collect_provenance, load_run, new_run_dir
+from normlab.train import training_loss_reduction
 from normlab.train.compile_cache import (
     CacheEvents,
     active_compile_cache_dir,
@@ -87,60 +89,6 @@ class RunResult:
     diverged: dict[str, int]
     final: dict[str, dict[str, float]] = field(default_factory=dict)
     report: Path | None = None  # the report.html written at the end (Config.report), if any
-
-
-@dataclass
-class _Progress:
-    """A rich progress bar with the losses of every network; silent when ``quiet``."""
-
-    total: int
-    names: tuple[str, ...]
-    quiet: bool
-    start: int = 0
-    listener: Callable[[int, int], None] | None = None  # told (step, total) at every update, quiet or not
-
-    def __enter__(self):
-        self._bar = self._line = None
-        if not self.quiet and _notebook_without_widgets():
-            from normlab.report.notebook import NotebookProgress
-
-            self._line = NotebookProgress(self.total, self.start)
-        elif not self.quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[losses]}"),
-                transient=False,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task("train", total=self.total, completed=self.start, losses="")
-        return self
-
-    def update(self, step: int, losses: np.ndarray) -> None:
-        if self.listener is not None:
-            self.listener(step, self.total)
-        text = "  ".join(f"{name} {loss:.4g}" for name, loss in zip(self.names, losses))
-        if self._bar is not None:
-            self._bar.update(self._task, completed=step, losses=text)
-        if self._line is not None:
-            self._line.update(step, text)
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.stop()
-
-
-def _notebook_without_widgets() -> bool:
-    """In Jupyter rich draws live only through ipywidgets; without them a display line is used."""
-    try:
-        from normlab.report.notebook import in_notebook, rich_works_in_notebook
-    except ImportError:  # the report stage is optional for a bare install
-        return False
-    return in_notebook() and not rich_works_in_notebook()
 
 
 class _StopRequests:
@@ -212,6 +160,8 @@ def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = Fa
         preset_defaults=to_dict(preset_defaults(config)) if config.preset in PRESETS else None,
         param_counts={spec.name: parameter_count(state) for spec, state in zip(specs, states)},
         total_steps=total_steps(config, dataset),
+        # How the losses reduce over examples, so every figure and table can say which it shows.
+        loss_reduction={"train": training_loss_reduction(specs[0]), "eval": "mean"},
     )
     write_start_views(store, config, dataset, specs, states)  # before training donates the states
     result = _train(config, dataset, specs, states, probe_setups(probes, specs, states), probes, store, start=0,
@@ -296,7 +246,8 @@ def choose_probe_schedule(config, dataset, specs, states, probes, compiled) -> d
     def step_seconds(due):
         key = frozenset(p.name for p in due)
         if key not in compiled:
-            compiled[key] = make_group_step(specs, due, fused=config.group_step == "fused")
+            compiled[key] = make_group_step(specs, due, fused=config.group_step == "fused",
+                                            fast_compile=config.fast_compile)
         copies = jax.tree.map(jnp.copy, states)  # the step donates its input states
         jax.block_until_ready(copies)
         begin = time.perf_counter()
@@ -349,7 +300,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
     eval_every = config.eval_every or (total if config.full_batch else batches.steps_per_epoch)
     checkpoint_every = config.checkpoint_every or eval_every
     fused = config.group_step == "fused"
-    group_eval = make_group_eval(specs, fused=fused)
+    group_eval = make_group_eval(specs, fused=fused, fast_compile=config.fast_compile)
     compiled = {} if compiled is None else compiled
     train_eval_x, train_eval_y = _train_eval_subset(config, dataset)
     full_batch = (jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)) if config.full_batch else None
@@ -390,7 +341,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
             CompileTimer() as compile_timer,
             CacheEvents() as cache_events,
             _StopRequests() as stop,
-            _Progress(total, names, quiet, start, on_progress) as progress,
+            Progress(total, names, quiet, start, on_progress) as progress,
         ):
             if start % eval_every == 0:  # step 0, or a resumed run whose checkpoint sits on an evaluation
                 run_evaluation(start)
@@ -403,7 +354,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
                 due = active_probes(probes, step)
                 key = frozenset(p.name for p in due)
                 if key not in compiled:
-                    compiled[key] = make_group_step(specs, due, fused=fused)
+                    compiled[key] = make_group_step(specs, due, fused=fused, fast_compile=config.fast_compile)
                 states, metrics, outputs = compiled[key](states, x, y, jnp.asarray(step, jnp.int32), setups)
                 pending.add(step, metrics, outputs if due else None)
                 step += 1

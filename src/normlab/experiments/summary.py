@@ -6,6 +6,8 @@ import math
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
 from normlab.probes import make_probe, probe_names
 from normlab.probes.base import Headline, headline_value
 from normlab.report.findings import findings
@@ -127,15 +129,32 @@ def study_summary_lines(directory: str | Path) -> list[str]:
     return lines
 
 
+def spread_text(values, *, percent: bool) -> str:
+    """"97.22% ± 0.81 pp (n=3)" over seeds; one value is "97.22% (n=1)": no spread to state.
+
+    ``values``: the finite values of one grid point and network (fractions for accuracy);
+    standard deviation with ddof=1.
+    """
+    values = np.asarray(values, dtype=float)
+    mean = f"{100 * values.mean():.2f}%" if percent else f"{values.mean():.4g}"
+    if values.size < 2:
+        return f"{mean} (n={values.size})"
+    spread = values.std(ddof=1)
+    shown = f"{100 * spread:.2f} pp" if percent else f"{spread:.3g}"
+    return f"{mean} ± {shown} (n={values.size})"
+
+
 def sweep_summary_lines(directory: str | Path) -> list[str]:
     """Final test accuracy (or loss, for regression) of every grid point and network over seeds:
-    mean, standard deviation and n, so no comparison hides its spread; then, per grid point, each
+    mean ± standard deviation (n), or the single value (n=1), so no comparison hides its spread and
+    none invents one (diverged members count as missing: "(n=2 of 3)"); then, per grid point, each
     network's paired difference from the group's baseline (its first network) seed by seed with a
     95% t-interval (``normlab.report.paired``)."""
     from normlab.experiments.sweep import load_sweep
 
     sweep = load_sweep(directory)
     groups: dict[tuple, dict[str, dict[int, float]]] = {}
+    metrics: set[str] = set()
     for member in sweep["members"]:
         member_dir = Path(directory) / member["dir"]
         if not is_run_dir(member_dir):
@@ -146,22 +165,29 @@ def sweep_summary_lines(directory: str | Path) -> list[str]:
         for network, rows in evals.groupby("network", sort=False):
             diverged = network in (run.info.get("diverged") or {})
             column = "test_accuracy" if rows["test_accuracy"].notna().any() else "test_loss"
+            metrics.add(column)
             value = float("nan") if diverged else float(rows[column].iloc[-1])
             groups.setdefault(key, {}).setdefault(network, {})[member["seed"]] = value
     varied = list(dict.fromkeys(key for variant in sweep.get("variants", []) for key in variant)) + list(sweep["grid"])
+    percent = metrics == {"test_accuracy"}
+    metric = ("test accuracy" if percent else "test loss (mean over the test split)" if metrics == {"test_loss"}
+              else "test accuracy, or test loss for regression networks")
     lines = [f"sweep of {sweep['preset']} over {', '.join(varied) or 'seeds'}; seeds {sweep['seeds']}",
-             "final test metric per network: mean ± std (n; diverged runs count as missing)"]
+             f"final {metric} at the last evaluation, per network: mean ± std over seeds (n; diverged runs "
+             "count as missing)"]
     for key, per_network in groups.items():
         label = ", ".join(f"{k}={v}" for k, v in key) or "(base)"
         cells = []
         for network, by_seed in per_network.items():
             values = list(by_seed.values())
-            summary = summarize(values)
-            if summary.n == 0:
-                cells.append(f"{network} diverged (n={len(values)})")
-            else:
-                spread = f" ± {summary.std:.4f}" if summary.n > 1 else ""
-                cells.append(f"{network} {summary.mean:.4f}{spread} (n={summary.n}/{len(values)})")
+            finite = [v for v in values if math.isfinite(v)]
+            if not finite:
+                cells.append(f"{network} diverged (n=0 of {len(values)})")
+                continue
+            text = spread_text(finite, percent=percent)
+            if len(finite) < len(values):
+                text = text.removesuffix(")") + f" of {len(values)})"
+            cells.append(f"{network} {text}")
         lines.append(f"  {label}: " + "; ".join(cells))
         networks = list(per_network)
         if len(networks) > 1 and any(len(by_seed) > 1 for by_seed in per_network.values()):

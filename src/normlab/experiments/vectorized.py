@@ -79,12 +79,12 @@ from normlab.experiments.checks import check_against_data
 from normlab.experiments.compiled import eval_group, evaluate, group_step_function
 from normlab.experiments.config import Config, to_dict
 from normlab.experiments.pending import PendingResults
-from normlab.experiments.presets import PRESETS
+from normlab.experiments.presets import PRESETS, preset_defaults
+from normlab.experiments.progress import Progress
 from normlab.experiments.runner import (
     METRIC_COLUMNS,
     RunInterrupted,
     RunResult,
-    _Progress,
     _StopRequests,
     _train_eval_subset,
     _with_report,
@@ -95,7 +95,7 @@ from normlab.experiments.runner import (
 from normlab.experiments.start import write_start_views
 from normlab.probes import BUNDLES, active_probes, expand_bundles, probe_meta, probe_names, probe_setups
 from normlab.store import RunStore, check_output_root, collect_provenance
-from normlab.train import NetworkSpec
+from normlab.train import NetworkSpec, training_loss_reduction
 from normlab.train.compile_cache import (
     CacheEvents,
     active_compile_cache_dir,
@@ -189,7 +189,7 @@ def run_vectorized(configs: Sequence[Config], run_dirs: Sequence[str | Path], *,
         specs, states = build_group(config, dataset)
         check_against_data(config, dataset, specs, states)
         groups.append((specs, states))
-    probes = build_probes(configs[0])
+    probes = build_probes(configs[0], total_steps(configs[0], dataset))
     setups = [probe_setups(probes, specs, states) for specs, states in groups]
     with ThreadPoolExecutor(max_workers=min(len(configs), WRITER_THREADS)) as pool:
         arguments = [(index, len(configs), config, path, dataset, specs, states, probes)
@@ -219,7 +219,8 @@ def _create_member(index: int, count: int, config: Config, path: Path, dataset: 
         store.set_probe_meta(probe.name, {"networks": {spec.name: probe_meta(probe, spec) for spec in specs}})
     total = total_steps(config, dataset)
     store.update_info(
-        preset_defaults=to_dict(PRESETS[config.preset].config) if config.preset in PRESETS else None,
+        preset_defaults=to_dict(preset_defaults(config)) if config.preset in PRESETS else None,
+        loss_reduction={"train": training_loss_reduction(specs[0]), "eval": "mean"},
         param_counts={spec.name: parameter_count(state) for spec, state in zip(specs, states)},
         total_steps=total,
         vectorized={"members": count, "member": index},
@@ -397,7 +398,7 @@ def _train(members: list[_Member], dataset: Dataset, specs, states, setups, prob
             CompileTimer() as compile_timer,
             CacheEvents() as cache_events,
             _StopRequests() as stop,
-            _Progress(total, tuple(f"{name} (mean of {len(members)})" for name in names), quiet) as progress,
+            Progress(total, tuple(f"{name} (mean of {len(members)})" for name in names), quiet) as progress,
         ):
             run_evaluation(0)
             flush()

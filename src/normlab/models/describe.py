@@ -26,7 +26,7 @@ from flax import nnx
 
 from normlab.models.build import build_model
 from normlab.models.conv import Conv
-from normlab.models.layers import HiddenLayer, Network
+from normlab.models.layers import OUTPUT_LAYER, HiddenLayer, Network
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,9 @@ def describe_model(model: Network, input_shape: tuple[int, ...] | None = None
         rows.append(LayerRow(name, layer_kind(layer), shapes[name], count_params(layer),
                              count_stats(layer)))
     head_kind = "dense" if model.head.bias is not None else "dense (no bias)"
-    rows.append(LayerRow("output", head_kind, shapes["output"], count_params(model.head),
+    rows.append(LayerRow(OUTPUT_LAYER, head_kind, shapes[OUTPUT_LAYER], count_params(model.head),
                          count_stats(model.head)))
-    rows.append(LayerRow("total", model.kind, shapes["output"], count_params(model),
+    rows.append(LayerRow("total", model.kind, shapes[OUTPUT_LAYER], count_params(model),
                          count_stats(model)))
     return rows
 

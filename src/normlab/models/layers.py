@@ -37,6 +37,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 NORM_POSITIONS = ("before_activation", "after_activation")
+OUTPUT_LAYER = "output"  # the head's name in layer tables, probes and figures
 POOLS = {"max": nnx.max_pool, "avg": nnx.avg_pool}
 
 
@@ -150,6 +151,12 @@ class Network(nnx.Module):
         return [layer.linear for layer in self.hidden] + [self.head]
 
     @property
+    def weight_layer_names(self) -> tuple[str, ...]:
+        """One name per ``weight_layers`` entry: each hidden layer's (as in ``activation_names``),
+        then "output" (the head), so every probe and figure names a layer the same way."""
+        return (*self.activation_names, OUTPUT_LAYER)
+
+    @property
     def norms(self) -> list[nnx.Module]:
         """The norm module of each hidden layer (the ``none`` norm where there is none)."""
         return [layer.norm for layer in self.hidden]
@@ -176,7 +183,7 @@ class Network(nnx.Module):
             x = x.reshape(x.shape[0], -1)
         x = self.head(x)
         if record is not None:
-            record("output", x)
+            record(OUTPUT_LAYER, x)
         return x
 
     def _sow_activation(self, value: jax.Array) -> None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from normlab.errors import NormlabError
+from normlab.report.runs import training_loss_words
 from normlab.store import Run
 from normlab.store.layout import START_META_FILE
 
@@ -319,10 +320,11 @@ def _loss_speed(runs: list[Run], networks: list[str]) -> Finding | None:
         return None
     level = levels[0]
     steps = {n: [first_step_below_loss(r, n, level) for r in runs] for n in networks}
-    text = (f"Training loss (mean over {LOSS_WINDOW} steps) first at or below {level:g} (the largest of "
+    loss = f"Training loss ({training_loss_words(runs)}, averaged over {LOSS_WINDOW} steps)"
+    text = (f"{loss} first at or below {level:g} (the largest of "
             f"{', '.join(f'{v:g}' for v in LOSS_LEVELS)} under a quarter of the initial {initial:.3g}) at step "
             + ", ".join(f"{_steps(steps[n])} ({n})" for n in networks) + ".")
-    short = (f"Training loss (mean over {LOSS_WINDOW} steps) <= {level:g} first at step "
+    short = (f"{loss} <= {level:g} first at step "
              + ", ".join(f"{_steps(steps[n])} ({n})" for n in networks) + ".")
     return Finding("speed", text, "loss_curves", short=short)
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 import datetime as _datetime
 import math
 
-from normlab.report.runs import ReportRun, diverged_steps, eval_rows, format_value, train_rows
+from normlab.report.runs import (
+    ReportRun,
+    diverged_steps,
+    eval_rows,
+    format_value,
+    train_rows,
+    training_loss_reduction,
+)
 
 # Settings shown in the "what was run" lines rather than only in the full settings table.
 DATA_KEYS = ("dataset", "input_normalization", "normalize", "augment")  # "normalize": its name in older runs
@@ -171,7 +178,7 @@ def header_rows(report_run: ReportRun) -> list[tuple[str, str]]:
 
 SUMMARY_HEADER = [
     "run", "network", "train acc (final)", "train acc (best)", "test acc (final)", "test acc (best)",
-    "train loss (final)", "test loss (final)", "test loss (best)", "last batch loss", "divergence",
+    "train loss (final, mean)", "test loss (final, mean)", "test loss (best, mean)", "last batch loss", "divergence",
 ]
 
 
@@ -211,6 +218,7 @@ def summary_row(report_run: ReportRun, network: str) -> list[str]:
         _number(train_acc[0], True), best(train_acc, True),
         _number(test_acc[0], True), best(test_acc, True),
         _number(train_loss[0]), _number(test_loss[0]), best(test_loss, False),
-        _number(last_batch),
+        _number(last_batch) + (" (sum over the batch)" if last_batch is not None
+                               and training_loss_reduction(report_run.run) == "sum" else ""),
         f"diverged at step {diverged}" if diverged is not None else "-",
     ]

@@ -196,7 +196,8 @@ def _summary_html(runset: RunSet) -> str:
         '<section id="summary"><h2>Summary</h2>'
         "<p>Accuracy and loss in eval mode at the last evaluation (final) and the best over all "
         "evaluations (with its step); train = the fixed training subset evaluated like the test split. "
-        "Last batch loss is the train-mode loss of the final training step.</p>"
+        "Train and test losses are means over the evaluated examples; last batch loss is the train-mode loss "
+        "of the final training step, the mean over its batch unless the cell says it is the sum.</p>"
         f'<table class="numbers"><tr>{head}</tr>{"".join(rows)}</table></section>'
     )
 

@@ -292,6 +292,32 @@ def diverged_steps(report_run: ReportRun) -> dict[str, int]:
     return {str(k): int(v) for k, v in diverged.items() if v is not None}
 
 
+# How the training loss of metrics.csv reduces over a batch's examples, in words for labels.
+REDUCTION_WORDS = {"mean": "mean over the batch", "sum": "sum over the batch's examples"}
+
+
+def training_loss_reduction(run: Run) -> str:
+    """"mean" or "sum": how ``run``'s training (batch) loss reduces over examples; evaluation losses
+    are always means over the evaluated examples. From run.json's ``loss_reduction``; runs written
+    before it: "sum" for regression (no accuracy anywhere: the DLN's summed S18 loss), else "mean"."""
+    recorded = run.info.get("loss_reduction")
+    if isinstance(recorded, dict) and recorded.get("train") in REDUCTION_WORDS:
+        return str(recorded["train"])
+    try:
+        metrics = run.metrics
+    except (OSError, ValueError, NormlabError):
+        return "mean"
+    accuracy = metrics["accuracy"] if "accuracy" in metrics else None
+    regression = accuracy is not None and len(metrics) > 0 and not accuracy.notna().any()
+    return "sum" if regression else "mean"
+
+
+def training_loss_words(runs) -> str:
+    """The reduction of the training loss of ``runs`` (Runs or ReportRuns) in words; mixed: both, named."""
+    reductions = sorted({training_loss_reduction(getattr(r, "run", r)) for r in runs})
+    return " or ".join(REDUCTION_WORDS[reduction] for reduction in reductions) or REDUCTION_WORDS["mean"]
+
+
 def finite(values) -> np.ndarray:
     """``values`` as a float array with infinities turned into NaN (matplotlib gaps)."""
     array = np.asarray(values, dtype=float)

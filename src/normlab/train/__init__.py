@@ -17,6 +17,7 @@ from normlab.train.steps import (
     make_optimizer,
     state_at,
     train_step,
+    training_loss_reduction,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "make_optimizer",
     "state_at",
     "train_step",
+    "training_loss_reduction",
 ]

@@ -43,6 +43,8 @@ class NetworkSpec:
     task: str
     learning_rate: Callable[[Array], Array]
     kernel_paths: tuple[tuple, ...]  # path of each weight layer's kernel in ``params``, in order
+    # each weight layer's name in every probe, figure and start view: the model's own
+    # ``weight_layer_names`` (normlab's: its hidden layers' names, then "output"), else the module path
     weight_layer_names: tuple[str, ...]
     activation_names: tuple[str, ...]
     # The norms' own affine factors (gamma = "scale", beta = "bias"), see ``norm_parameters``.
@@ -101,6 +103,16 @@ class StepOutputs(NamedTuple):
     intermediates: tuple  # captured activations, one per hidden layer (empty if not sown)
 
 
+def layer_names(model: nnx.Module, paths: tuple[tuple, ...]) -> tuple[str, ...]:
+    """The weight layers' names: ``model.weight_layer_names`` when the model names them (one per
+    kernel; normlab's models use the names of their hidden layers, ``dense0``, ``conv3``, ..., and
+    ``output``, as their activations do), else each kernel's module path (``block.linear``)."""
+    named = tuple(getattr(model, "weight_layer_names", ()) or ())
+    if len(named) == len(paths) and len(set(named)) == len(named):
+        return tuple(str(name) for name in named)
+    return tuple(".".join(str(p) for p in path[:-1]) for path in paths)
+
+
 def kernel_paths(model: nnx.Module) -> tuple[tuple, ...]:
     """Paths (into the ``nnx.Param`` state) of the kernels of ``model.weight_layers``, in order.
 
@@ -140,7 +152,7 @@ def make_network(
         task=task,
         learning_rate=learning_rate,
         kernel_paths=paths,
-        weight_layer_names=tuple(".".join(str(p) for p in path[:-1]) for path in paths),
+        weight_layer_names=layer_names(model, paths),
         activation_names=activation_names,
         norm_parameters=norm_parameters(paths, params, rest, activation_names),
     )
@@ -186,6 +198,15 @@ def loss_and_accuracy(spec: NetworkSpec, outputs: Array, targets: Array) -> tupl
     loss = optax.softmax_cross_entropy_with_integer_labels(outputs, targets).mean()
     accuracy = jnp.mean(jnp.argmax(outputs, axis=-1) == targets)
     return loss, accuracy
+
+
+def training_loss_reduction(spec: NetworkSpec) -> str:
+    """How ``loss_and_accuracy`` reduces the training loss over a batch's examples: "mean", for
+    classification and regression alike (the report labels what run.json records, and reads "sum"
+    for regression runs written before the DLN's loss became a mean). Evaluations are means too
+    (``evaluate_batch`` sums, the caller divides by the number of examples)."""
+    del spec  # one reduction today; the spec is where a second one would be read
+    return "mean"
 
 
 def loss_fn(spec: NetworkSpec, params, rest, x, y, *, train: bool = True):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.runs import ReportRun, RunSet, diverged_steps, eval_rows, finite, train_rows
+from normlab.report.runs import (
+    ReportRun,
+    RunSet,
+    diverged_steps,
+    eval_rows,
+    finite,
+    train_rows,
+    training_loss_words,
+)
 from normlab.report.sections import Plot, Section, missing
 from normlab.report.style import network_color, new_figure, run_linestyle, series_label, shared_legend
 
@@ -72,19 +80,22 @@ def _curve_panels(runset: RunSet, columns: list[tuple[str, str, str]], *, log: b
 
 def plot_loss_curves(runset: RunSet) -> Plot | None:
     """Batch loss (smoothed), train-subset loss and test loss over steps, log scale."""
+    reduction = training_loss_words(runset.runs)
     figure, points = _curve_panels(runset, [
-        ("training loss (per batch, smoothed)", "loss", "train"),
-        ("train loss (eval mode, fixed subset)", "train_eval_loss", "eval"),
-        ("test loss", "test_loss", "eval"),
+        (f"training loss ({reduction}, smoothed)", "loss", "train"),
+        ("train loss (eval mode, fixed subset; mean per example)", "train_eval_loss", "eval"),
+        ("test loss (mean per example)", "test_loss", "eval"),
     ], log=True)
     if figure is None:
         return None
     caption = (
         "Loss of every network over training steps (log scale; lower is better). Left: the loss of "
-        "each training batch in train mode (BN uses batch statistics), averaged over a moving window, "
+        f"each training batch in train mode ({reduction}; BN uses batch statistics), averaged over a moving "
+        "window, "
         "with the raw per-batch values faint behind it when one run is shown. Middle and right: the "
         "loss in eval mode (BN uses its running averages) on a fixed subset of the training split and "
-        "on the test split, measured at every evaluation. A network that converges faster has a curve "
+        "on the test split, measured at every evaluation, each the mean over its examples. A network that "
+        "converges faster has a curve "
         "that falls sooner; a gap between the train and test panels is overfitting. A dotted vertical "
         "line marks the step at which a network diverged (its loss became NaN or infinite). "
         "Corresponds to the loss panels of the seed notebooks and S18 Fig. 1."
