@@ -41,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -351,11 +352,13 @@ def _run_in_pool(directory, members, todo, finished, display, jobs, threads_per_
 
     def start(index: int) -> None:
         slot = free.pop(0)
-        process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_SHIM, ",".join(map(str, slots[slot])), str(directory), str(index),
-             str(os.getpid())],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-        )
+        with warnings.catch_warnings():  # the child execs at once: JAX's threads are not needed there
+            warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+            process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_SHIM, ",".join(map(str, slots[slot])), str(directory), str(index),
+                 str(os.getpid())],
+                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            )
         assert process.stdout is not None
         fd = process.stdout.fileno()
         os.set_blocking(fd, False)
