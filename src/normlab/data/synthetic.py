@@ -80,19 +80,7 @@ def load_synthetic(
     )
     raw_train, y_train = class_images(prototypes, num_train, noise, _stream(seed, _TRAIN))
     raw_test, y_test = class_images(prototypes, num_test, noise, _stream(seed, _TEST))
-    method = normalize or "standard"
-    x_train, x_test = normalize_splits(raw_train, raw_test, method, pixel_max=1.0)
-    return Dataset(
-        name="synthetic",
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        num_classes=num_classes,
-        input_shape=tuple(x_train.shape[1:]),
-        task="classification",
-        normalization=method,
-    )
+    return _classification_dataset("synthetic", raw_train, y_train, raw_test, y_test, num_classes, normalize)
 
 
 def load_dln_gaussian(
@@ -223,19 +211,17 @@ def load_synthetic_cifar(*, data_dir=None, normalize: str | None = None, num_tra
 
     raw_train, y_train = split(_TRAIN, num_train)
     raw_test, y_test = split(_TEST, num_test)
+    return _classification_dataset("synthetic_cifar", raw_train, y_train, raw_test, y_test, num_classes, normalize)
+
+
+def _classification_dataset(name, raw_train, y_train, raw_test, y_test, num_classes, normalize) -> Dataset:
+    """A generated classification ``Dataset``, inputs normalized (default "standard") on the raw
+    pixel range [0, 1]."""
     method = normalize or "standard"
     x_train, x_test = normalize_splits(raw_train, raw_test, method, pixel_max=1.0)
-    return Dataset(
-        name="synthetic_cifar",
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        num_classes=num_classes,
-        input_shape=tuple(x_train.shape[1:]),
-        task="classification",
-        normalization=method,
-    )
+    return Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                   num_classes=num_classes, input_shape=tuple(x_train.shape[1:]), task="classification",
+                   normalization=method)
 
 
 def load_synthetic_mnist(*, data_dir=None, normalize: str | None = None, num_train: int = 2048,
