@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from normlab.errors import NormlabError
-from normlab.probes import Headline, headline_series
-from normlab.report.runs import probe_array, run_probe_data, run_probe_meta, training_loss_words
+from normlab.probes import headline_series
+from normlab.report.runs import declared_headline, probe_array, run_probe_data, run_probe_meta, training_loss_words
 from normlab.store import Run
 from normlab.store.layout import START_META_FILE
 
@@ -159,7 +159,7 @@ def headline_median(run: Run, probe: str, network: str) -> float | None:
     ``Headline.from_json`` reads both stored forms)."""
     arrays = run_probe_data(run, probe, network)
     meta = run_probe_meta(run, probe, network)
-    headline = Headline.from_json(meta.get("headline"))
+    headline = declared_headline(probe, {network: meta})
     if arrays is None or headline is None:
         return None
     per_step = headline_series(headline, arrays, meta.get("layers"))

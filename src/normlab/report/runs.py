@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from normlab.errors import NormlabError
-from normlab.probes import Output, make_probe
+from normlab.probes import Headline, Output, make_probe, probe_names
 from normlab.store import Run, is_run_dir, load_run
 
 # Figures overlay at most this many runs; beyond it they become unreadable (a sweep can have
@@ -230,6 +230,15 @@ def probe_data(report_run: ReportRun, probe: str, network: str) -> dict[str, np.
 def probe_meta(report_run: ReportRun, probe: str, network: str) -> dict:
     """:func:`run_probe_meta` of a report's run."""
     return run_probe_meta(report_run.run, probe, network)
+
+
+def declared_headline(probe: str, per_network_meta: dict) -> Headline | None:
+    """The headline a run's ``meta.json`` declares for ``probe`` (``{network: meta}``; either stored
+    form, ``Headline.from_json``); for runs stored before declarations, today's declaration."""
+    stored = next((m["headline"] for m in per_network_meta.values() if m.get("headline")), None)
+    if stored is not None:
+        return Headline.from_json(stored)
+    return getattr(make_probe(probe), "headline", None) if probe in probe_names() else None
 
 
 @cache
