@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
+import compile_cache_fixture
 from normlab.data import dataset_names
 from normlab.experiments import PRESETS, preset_config, run_experiment
 from normlab.probes import expand_bundles
-from normlab.report import report as report_module
-from normlab.report.html import RenderedItem
-from normlab.report.sections import Movie, Plot, too_few_points
+from normlab.report.sections import Plot
 from normlab.store import load_run
 
 # Figures over training that a probe (or the metrics, for every run) must give.
@@ -45,34 +44,7 @@ FIGURES = {
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def shared_compile_cache(tmp_path_factory):
-    """One throw-away compilation cache for the presets of this module (none for other tests)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NORMLAB_COMPILE_CACHE", str(tmp_path_factory.mktemp("jax-cache")))
-        yield
-
-
-@pytest.fixture
-def recorded_items(monkeypatch):
-    """The report's items as it renders them, with plots and animations kept instead of drawn."""
-    items: list = []
-    rendering = report_module._render_item
-
-    def record(item, out, formats, video):
-        items.append(item)
-        if isinstance(item, Plot):
-            short = too_few_points(item)
-            item.figure.clear()
-            if short is not None:
-                return RenderedItem("note", item.title, short, anchor=item.name)
-            return RenderedItem("image", item.title, item.caption, source=f"figures/{item.name}.png", anchor=item.name)
-        if isinstance(item, Movie):
-            return RenderedItem("gif", item.title, item.caption, source=f"animations/{item.name}.gif", anchor=item.name)
-        return rendering(item, out, formats, video)
-
-    monkeypatch.setattr(report_module, "_render_item", record)
-    return items
+shared_compile_cache = compile_cache_fixture.shared_compile_cache("module")
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -12,42 +12,14 @@ import time
 
 import pytest
 
+import compile_cache_fixture
 from normlab.cli import main
 from normlab.errors import NormlabError
 from normlab.experiments.config import SIZES
 from normlab.experiments.studies import STUDIES, get_study, run_study
-from normlab.report import report as report_module
-from normlab.report.html import RenderedItem
 from normlab.report.sections import Plot, Table
-from normlab.train.compile_cache import ENV_VARIABLE, configure_compile_cache
 
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_compile_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ENV_VARIABLE, str(tmp_path_factory.mktemp("compile-cache")))
-        yield
-    configure_compile_cache(None)
-
-
-@pytest.fixture
-def recorded_items(monkeypatch):
-    """The report's items, kept instead of drawn (tables are rendered as usual)."""
-    items: list = []
-    rendering = report_module._render_item
-
-    def record(item, out, formats, video):
-        items.append(item)
-        if isinstance(item, Plot):
-            item.figure.clear()
-            return RenderedItem("image", item.title, item.caption, source=f"figures/{item.name}.png", anchor=item.name)
-        if isinstance(item, Table):
-            return rendering(item, out, formats, video)
-        return RenderedItem("gif", item.title, item.caption, source=f"animations/{item.name}.gif", anchor=item.name)
-
-    monkeypatch.setattr(report_module, "_render_item", record)
-    return items
-
+shared_compile_cache = compile_cache_fixture.shared_compile_cache("module")
 
 STUDY_PLOTS = {
     "accuracy_over_training": "study_{name}_training",

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import compile_cache_fixture
 from normlab.errors import NormlabError
 from normlab.experiments import apply_overrides, get_preset, resume_experiment, run_experiment, vectorized
 from normlab.experiments.build import build_group, load_config_dataset
@@ -37,7 +38,6 @@ from normlab.experiments.vectorized import (
     run_vectorized,
 )
 from normlab.store import load_run
-from normlab.train.compile_cache import ENV_VARIABLE, configure_compile_cache
 
 # The quickstart pair on digits at width 1/4 (64-64-32-16-10), 20 steps of batch 32.
 # Probes at every step: one compiled step per network (compiling is most of these tests' time).
@@ -125,12 +125,7 @@ def assert_same_run(vectorized_path, alone_path, *, extra_checkpoint: int | None
 SEEDS = (0, 1, 2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def shared_compile_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ENV_VARIABLE, str(tmp_path_factory.mktemp("compile-cache")))
-        yield
-    configure_compile_cache(None)  # the next run outside this module configures its own again
+shared_compile_cache = compile_cache_fixture.shared_compile_cache("module")
 
 
 @pytest.fixture(scope="module")

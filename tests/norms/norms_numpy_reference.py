@@ -1,4 +1,5 @@
-"""Plain NumPy (float64) references for every norm, written from SCIENCE.md section 1.
+"""Plain NumPy (float64) references for every norm, written from the papers' formulas
+(BN15 Alg. 1/2 for batch norm; S18 Sec. 3.3 for the lp norms; the norms' docstrings for the rest).
 
 Deliberately independent of ``normlab.norms._maths``: loops and textbook formulas, no shared
 helpers beyond NumPy/SciPy, so a mistake in the library is unlikely to be repeated here.

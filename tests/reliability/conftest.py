@@ -4,15 +4,6 @@ for these tests only, lets only the first of them compile each function."""
 
 from __future__ import annotations
 
-import pytest
+import compile_cache_fixture
 
-from normlab.train.compile_cache import ENV_VARIABLE, configure_compile_cache
-
-
-@pytest.fixture(scope="package", autouse=True)
-def shared_compile_cache(tmp_path_factory):
-    """``$NORMLAB_COMPILE_CACHE`` (inherited by subprocesses) for this package; restored after."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ENV_VARIABLE, str(tmp_path_factory.mktemp("compile-cache")))
-        yield
-    configure_compile_cache(None)  # the next run outside this package configures its own again
+shared_compile_cache = compile_cache_fixture.shared_compile_cache("package")

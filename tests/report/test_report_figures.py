@@ -10,7 +10,7 @@ from normlab.report.figures.drift import ROWS, drift_values, plot_moment_drift
 from normlab.report.figures.gradients import gradient_series, magnitude_histogram, plot_gradient_histograms
 from normlab.report.figures.santurkar import plot_ics, plot_landscape
 from normlab.report.figures.training import smooth
-from normlab.report.runs import collect_runs
+from normlab.report.runs import collect_runs, declared_output, probe_array
 from normlab.report.series import Series, activation_series, histogram_density
 from normlab.report.style import report_style
 from normlab.store import load_run
@@ -81,7 +81,24 @@ def hand_series(counts, edges, outside=None) -> Series:
     arrays = {"step": np.array([0]), "h.hist": np.array([counts])}
     if outside is not None:
         arrays["h.outside"] = np.array([outside])
-    return Series(run=None, network="n", arrays=arrays, layers=["h"], meta={"edges": list(edges)})
+    return Series(run=None, network="n", arrays=arrays, layers=["h"], meta={"edges": list(edges)}, probe="activations")
+
+
+def test_figures_read_arrays_by_the_probes_declarations():
+    assert declared_output("activations", "{layer}.hist").shape == ("bins",)
+    with pytest.raises(KeyError, match="declares no output 'h.hist'"):
+        declared_output("activations", "h.hist")  # a stored name, not the declared pattern
+    with pytest.raises(KeyError, match="'gradients' declares no output '{layer}.outside'"):
+        declared_output("gradients", "{layer}.outside")
+    counts = np.ones((3, 4))
+    np.testing.assert_array_equal(probe_array({"h.hist": counts}, "activations", "{layer}.hist", "h"), counts)
+    np.testing.assert_array_equal(probe_array({"h__hist": counts}, "activations", "{layer}.hist", "h"), counts)
+    np.testing.assert_array_equal(
+        probe_array({"tracked__percentiles": counts}, "activations", "tracked.percentiles"), counts)
+    # a stored array of another rank than (T, *declared shape) is data no figure can use
+    assert probe_array({"h.hist": np.ones(3)}, "activations", "{layer}.hist", "h") is None
+    assert probe_array({"h.mean": counts}, "activations", "{layer}.mean", "h") is None
+    assert probe_array({}, "activations", "{layer}.mean", "h") is None
 
 
 def test_histogram_density_against_hand_built_counts():

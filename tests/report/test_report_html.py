@@ -12,6 +12,7 @@ import report_synthetic as synthetic
 
 from normlab.errors import NormlabError
 from normlab.report import write_report
+from normlab.report.html import PAPERS, reference_text
 from normlab.store import load_run
 
 
@@ -175,3 +176,14 @@ def test_the_loss_figure_and_the_summary_say_how_the_training_loss_is_reduced(tm
     summary = html.split('id="summary"')[1].split("</section>")[0]
     assert ("(sum over the batch)" in summary) == (reduction == "sum")
     assert "Train and test losses are means over the evaluated examples" in summary
+
+
+def test_paper_keys_are_defined_once_the_readme_table_is_papers():
+    """The README's table of paper keys holds exactly ``PAPERS``; the report lists them as text."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| key | reference |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    rows = dict(line.strip("|").strip().split(" | ", 1) for line in table.splitlines())
+    assert {key: text.rstrip(" |") for key, text in rows.items()} == PAPERS
+    assert reference_text(PAPERS["S18"]) == ("Santurkar, Tsipras, Ilyas & Madry, How does batch normalization help "
+                                             "optimization? (arXiv 1805.11604), NeurIPS 2018")
+    assert "https://" not in reference_text(PAPERS["d2l"]) and "`" not in reference_text(PAPERS["seed notebooks"])

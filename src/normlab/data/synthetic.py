@@ -92,7 +92,7 @@ def load_dln_gaussian(
     dim: int = 10,
     seed: int = 0,
 ) -> Dataset:
-    """Regression data for the deep linear network (S18, SCIENCE.md section 2).
+    """Regression data for S18's deep linear network (loss ``||W_k ... W_1 x - A x||^2``).
 
     ``A`` (dim, dim) has N(0, 1) entries; inputs ``x ~ N(0, I)`` of shape (num_examples, dim);
     targets ``y = x @ A.T`` (i.e. ``y_i = A x_i``), no noise. The test split is a second,

@@ -18,9 +18,9 @@ from normlab.train import NetworkSpec, evaluate_batch, train_step
 
 EVAL_CHUNK = 500
 GROUP_STEPS = ("isolated", "fused")  # the choices of Config.group_step
-# Config.fast_compile: XLA's CPU backend without its LLVM optimizations. The group step of a narrow
-# VGG with the Santurkar probes compiles about 2x faster (measured on a tiny run: 40 s against 86 s
-# on a loaded 2-core machine); the compiled code runs slower, which only a short run does not feel.
+# Config.fast_compile: XLA's CPU backend without its LLVM optimizations: the group step compiles
+# faster and runs slower, which only a short run does not feel (one tiny-run timing of a narrow VGG
+# with the Santurkar probes; no bench/ script measures it yet).
 FAST_COMPILE_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 

@@ -44,8 +44,8 @@ class Config:
     # in any group; "fused": one compiled step for the whole group (faster for small nets, but XLA
     # may then round a network's arithmetic differently depending on which networks share its group)
     group_step: str = "isolated"
-    # True: compile without XLA's CPU code optimizations: about 2x faster to compile, slower to run; for
-    # short runs, where compiling is most of the time (the tiny size)
+    # True: compile without XLA's CPU code optimizations: faster to compile, slower to run; for short
+    # runs, where compiling is most of the time (the tiny size)
     fast_compile: bool = False
     bn_momentum: float = 0.99  # running average: ra = m*ra + (1-m)*batch (Flax convention)
     bn_running_var: str = "biased"  # "biased" (Flax) or "unbiased" (PyTorch, BN15 inference)

@@ -1,5 +1,7 @@
 """Run an experiment: the training loop over the group (built in ``experiments.build``, stepped by
-the functions of ``experiments.compiled``), its bookkeeping, progress, signals and the store.
+the functions of ``experiments.compiled``) and the store; its pending-results bookkeeping is
+``experiments.pending``, the progress line ``experiments.progress``, signals
+``experiments.interrupts``.
 
 All networks of a group are built from one seed (every shared parameter identical at step 0),
 see the identical batch sequence, and are stepped together at every step (by one compiled
@@ -11,7 +13,6 @@ through ``normlab.store``; a run can be resumed from its last checkpoint to the 
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from normlab.experiments.build import (  # noqa: F401 (re-exported: the runner's
 from normlab.experiments.checks import probe_schedule_note
 from normlab.experiments.compiled import EVAL_CHUNK, evaluate, make_group_eval, make_group_step  # noqa: F401
 from normlab.experiments.config import Config, from_dict, to_dict
+from normlab.experiments.interrupts import ReportInterrupted, RunInterrupted, StopRequests
 from normlab.experiments.pending import PendingResults
 from normlab.experiments.presets import PRESETS, preset_defaults
 from normlab.experiments.progress import Progress
@@ -59,26 +61,9 @@ from normlab.train.compile_time import CompileTimer
 TRAIN_COLUMNS = ["loss", "accuracy", "lr"]  # kind "train": the step's batch, before its update
 EVAL_COLUMNS = ["test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy"]  # kind "eval"
 METRIC_COLUMNS = TRAIN_COLUMNS + EVAL_COLUMNS
+_StopRequests = StopRequests  # the name experiments.vectorized imports
 
 # ------------------------------------------------------------------------------------ the loop
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """A run stopped by a signal; its store holds a checkpoint at the step it stopped."""
-
-    def __init__(self, path: Path, step: int):
-        super().__init__(f"interrupted at step {step}")
-        self.path, self.step = path, step
-
-
-class ReportInterrupted(KeyboardInterrupt):
-    """Training finished, the report did not; run.json says ``"report": "interrupted"``."""
-
-    training_complete = True
-
-    def __init__(self, path: Path):
-        super().__init__("report interrupted")
-        self.path = path
 
 
 @dataclass
@@ -89,35 +74,6 @@ class RunResult:
     diverged: dict[str, int]
     final: dict[str, dict[str, float]] = field(default_factory=dict)
     report: Path | None = None  # the report.html written at the end (Config.report), if any
-
-
-class _StopRequests:
-    """Turns SIGINT/SIGTERM into a request the loop honours between steps.
-
-    Stopping between steps keeps the state, the step counter and the pending metrics consistent,
-    so the checkpoint written on the way out resumes exactly. A second signal stops at once.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[signum] = signal.signal(signum, self._handle)
-            except ValueError:  # not the main thread: signals stay with their owner
-                pass
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def run_experiment(config: Config, *, out: str | Path = "runs", quiet: bool = False, run_dir: str | Path | None = None,
@@ -239,8 +195,7 @@ def choose_probe_schedule(config, dataset, specs, states, probes, compiled) -> d
     steps), steps per probe. The divergence probe keeps its fixed ``divergence_steps``.
     """
     budgeted = tuple(p for p in probes if p.name != "divergence")
-    x, y = _batch(config, dataset, batch_iterator(config, dataset), 0) if not config.full_batch else (
-        jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train))
+    x, y = first_batch(config, dataset)
     setups = probe_setups(probes, specs, states)
 
     def step_seconds(due):
@@ -248,11 +203,7 @@ def choose_probe_schedule(config, dataset, specs, states, probes, compiled) -> d
         if key not in compiled:
             compiled[key] = make_group_step(specs, due, fused=config.group_step == "fused",
                                             fast_compile=config.fast_compile)
-        copies = jax.tree.map(jnp.copy, states)  # the step donates its input states
-        jax.block_until_ready(copies)
-        begin = time.perf_counter()
-        jax.block_until_ready(compiled[key](copies, x, y, jnp.asarray(0, jnp.int32), setups))
-        return time.perf_counter() - begin
+        return _timed_step(compiled[key], states, x, y, setups)
 
     costs = measured_costs(step_seconds, budgeted)
     total = total_steps(config, dataset)
@@ -266,16 +217,11 @@ def network_step_seconds(config, dataset, specs, states) -> dict[str, float]:
     compiling call, then ``config.step_cost_repeats`` rounds in which the networks take turns
     (so machine noise hits them alike); the median wall time per network, in seconds. On copies
     of the states (a step donates its input), so training starts from the states as built."""
-    x, y = _batch(config, dataset, batch_iterator(config, dataset), 0) if not config.full_batch else (
-        jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train))
+    x, y = first_batch(config, dataset)
     steps = [make_group_step((spec,), ()) for spec in specs]
 
     def seconds(index: int) -> float:
-        copies = (jax.tree.map(jnp.copy, states[index]),)
-        jax.block_until_ready(copies)
-        begin = time.perf_counter()
-        jax.block_until_ready(steps[index](copies, x, y, jnp.asarray(0, jnp.int32), ({},)))
-        return time.perf_counter() - begin
+        return _timed_step(steps[index], (states[index],), x, y, ({},))
 
     for index in range(len(specs)):
         seconds(index)  # compiles
@@ -284,6 +230,23 @@ def network_step_seconds(config, dataset, specs, states) -> dict[str, float]:
         for index in range(len(specs)):
             samples[index].append(seconds(index))
     return {spec.name: float(np.median(times)) for spec, times in zip(specs, samples)}
+
+
+def first_batch(config: Config, dataset: Dataset):
+    """The batch of step 0 on the device (the whole training split under ``full_batch``)."""
+    if config.full_batch:
+        return jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+    return _batch(config, dataset, batch_iterator(config, dataset), 0)
+
+
+def _timed_step(step_function, states, x, y, setups) -> float:
+    """Wall seconds of one call of a compiled group step at step 0, on copies of ``states`` (the
+    step donates its inputs), results dropped."""
+    copies = jax.tree.map(jnp.copy, states)
+    jax.block_until_ready(copies)
+    begin = time.perf_counter()
+    jax.block_until_ready(step_function(copies, x, y, jnp.asarray(0, jnp.int32), setups))
+    return time.perf_counter() - begin
 
 
 def scheduled_probes(probes: tuple, probe_schedule: dict) -> tuple:
@@ -340,7 +303,7 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
         with (
             CompileTimer() as compile_timer,
             CacheEvents() as cache_events,
-            _StopRequests() as stop,
+            StopRequests() as stop,
             Progress(total, names, quiet, start, on_progress) as progress,
         ):
             if start % eval_every == 0:  # step 0, or a resumed run whose checkpoint sits on an evaluation

@@ -152,6 +152,10 @@ def _sizes(tiny: StudySize | None = None, small: StudySize | None = None, paper:
             "paper": paper or StudySize()}
 
 
+# The VGG studies paired against BN over seeds (noisy_bn, lp_norm): tiny without probes (their figures
+# need only the accuracies; the VGG probes' compilation is most of a tiny run's time), two seeds at small.
+VGG_BN_SIZES = _sizes(tiny=StudySize(settings=NO_PROBES, seeds=TINY_SEEDS), small=StudySize(seeds=(0, 1)))
+
 _STUDIES = [
     Study(
         "d2l_bias",
@@ -234,19 +238,13 @@ _STUDIES = [
         "S18 Fig. 2/8 over seeds: vgg without norm, with BN and with noisy BN (S18 Alg. 1); paired against BN, "
         "activation moments for the drift figure",
         base="santurkar_noisy", reproduces="S18 Fig. 2 and 8 (noisy BN trains about as well as BN)",
-        baseline_network="batch", figures=("accuracy_over_training",),
-        seeds=(0, 1, 2),
-        # tiny: no probes (its figures need only the accuracies; the VGG probes' compilation is most of its time)
-        sizes=_sizes(tiny=StudySize(settings=NO_PROBES, seeds=TINY_SEEDS), small=StudySize(seeds=(0, 1))),
+        baseline_network="batch", figures=("accuracy_over_training",), seeds=(0, 1, 2), sizes=VGG_BN_SIZES,
     ),
     Study(
         "lp_norm",
         "S18 Fig. 5/6 over seeds: vgg with BN and with l1, l2, linf normalization; paired against BN",
         base="santurkar_lp", reproduces="S18 Fig. 5 and 6 (lp normalizations comparable to BN)",
-        baseline_network="batch", figures=("accuracy_over_training",),
-        seeds=(0, 1, 2),
-        # tiny: no probes (its figures need only the accuracies; the VGG probes' compilation is most of its time)
-        sizes=_sizes(tiny=StudySize(settings=NO_PROBES, seeds=TINY_SEEDS), small=StudySize(seeds=(0, 1))),
+        baseline_network="batch", figures=("accuracy_over_training",), seeds=(0, 1, 2), sizes=VGG_BN_SIZES,
     ),
     Study(
         "lr_sweep",

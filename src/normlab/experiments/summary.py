@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from normlab.probes import make_probe, probe_names
-from normlab.probes.base import Headline, headline_value
+from normlab.probes.base import headline_value
 from normlab.report.findings import findings
 from normlab.report.paired import paired_difference, summarize
+from normlab.report.runs import declared_headline
 from normlab.store import is_run_dir, load_run
 
 
@@ -68,14 +68,6 @@ def probe_lines(run) -> list[str]:
             text += f"; {headline.label}: " + ", ".join(values)
         lines.append(text)
     return lines
-
-
-def declared_headline(name: str, per_network_meta: dict) -> Headline | None:
-    """The headline the run's meta.json declares; for runs stored before declarations, today's."""
-    stored = next((m["headline"] for m in per_network_meta.values() if m.get("headline")), None)
-    if stored is not None:
-        return Headline.from_json(stored)
-    return getattr(make_probe(name), "headline", None) if name in probe_names() else None
 
 
 def findings_lines(run, width: int = 110) -> list[str]:

@@ -14,9 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from normlab.errors import NormlabError
-from normlab.experiments.summary import declared_headline
 from normlab.probes import headline_series
-from normlab.report.runs import collect_runs
+from normlab.report.runs import collect_runs, declared_headline
 
 RUN_COLUMNS = ["run", "path", "network", "status"]
 HEADLINE_COLUMNS = ["run", "network", "probe", "step", "value", "key", "label"]

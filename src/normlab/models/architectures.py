@@ -1,4 +1,5 @@
-"""The five built-in architectures as plain data (SCIENCE.md section 2).
+"""The five built-in architectures as plain data: the seed notebooks' ``mlp`` and ``vgg``, BN15's
+``ioffe_mlp``, d2l's BNLeNet (``lenet``) and S18's deep linear network (``dln``).
 
 Each ``*_architecture`` function is pure: from the input shape, the number of outputs, the width
 multiplier and its own options it returns an :class:`Architecture` (layer list, activation,

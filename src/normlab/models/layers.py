@@ -66,10 +66,11 @@ def pool_2x2(x: jax.Array, kind: str) -> jax.Array:
 
     Written as a reshape ``(N, H/2, 2, W/2, 2, C)`` and a max/mean over the two window axes
     rather than ``lax.reduce_window``: the same values, and its backward is a broadcast compare
-    instead of XLA's select-and-scatter, which was ~8% of the narrow VGG step on CPU
-    (JAX-NOTES). Gradients equal ``nnx.max_pool``'s except at ties inside a window (measure
-    zero for continuous inputs; after a ReLU a tie at 0 gets gradient 0 either way), where the
-    reduction splits the gradient evenly instead of giving it all to one element.
+    instead of XLA's select-and-scatter, which is slower on CPU (an earlier timing of the narrow
+    VGG step; no ``bench/`` script measures it yet). Gradients equal ``nnx.max_pool``'s except at
+    ties inside a window (measure zero for continuous inputs; after a ReLU a tie at 0 gets
+    gradient 0 either way), where the reduction splits the gradient evenly instead of giving it
+    all to one element.
     """
     n, h, w, c = x.shape
     h2, w2 = h // 2, w // 2

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from normlab.errors import NormlabError
-from normlab.report.runs import training_loss_words
+from normlab.probes import headline_series
+from normlab.report.runs import declared_headline, probe_array, run_probe_data, run_probe_meta, training_loss_words
 from normlab.store import Run
 from normlab.store.layout import START_META_FILE
 
@@ -113,13 +114,14 @@ def first_step_below_loss(run: Run, network: str, level: float) -> int | None:
 
 def activation_drift(run: Run, network: str) -> list[dict] | None:
     """Per layer: ``{layer, mean0, mean1, std0, std1, shift (start-stds), ratio}``."""
-    arrays = _probe(run, "activations", network)
+    arrays = run_probe_data(run, "activations", network)
     if arrays is None or len(arrays["step"]) < 2:
         return None
-    layers = _meta(run, "activations", network).get("layers") or []
+    layers = run_probe_meta(run, "activations", network).get("layers") or []
     drift = []
     for layer in layers:
-        means, stds = arrays.get(f"{layer}.mean"), arrays.get(f"{layer}.std")
+        means = probe_array(arrays, "activations", "{layer}.mean", layer)
+        stds = probe_array(arrays, "activations", "{layer}.std", layer)
         if means is None or stds is None or not (np.isfinite(stds[0]) and stds[0] > 0):
             continue
         mean0, mean1, std0, std1 = (float(v) for v in (means[0], means[-1], stds[0], stds[-1]))
@@ -136,30 +138,32 @@ def drifted(layers: list[dict]) -> bool:
 
 def gradient_spread(run: Run, network: str) -> dict | None:
     """``{tracked: std over measurements, layer_std: median gradient std of the tracked layer, n}``."""
-    arrays = _probe(run, "gradients", network)
-    if arrays is None or "tracked" not in arrays:
+    arrays = run_probe_data(run, "gradients", network)
+    if arrays is None:
         return None
-    meta = _meta(run, "gradients", network)
-    tracked = np.asarray(arrays["tracked"], dtype=float)
+    tracked = probe_array(arrays, "gradients", "tracked")
+    if tracked is None:
+        return None
+    meta = run_probe_meta(run, "gradients", network)
+    tracked = tracked.astype(float)
     tracked = tracked[np.isfinite(tracked)]
     layer = meta.get("tracked_layer")
-    stds = arrays.get(f"{layer}.std") if layer else None
+    stds = probe_array(arrays, "gradients", "{layer}.std", layer) if layer else None
     return {"tracked": float(np.std(tracked)) if tracked.size else math.nan, "n": int(tracked.size),
             "layer_std": float(np.nanmedian(stds)) if stds is not None else math.nan, "layer": layer,
             "index": meta.get("tracked_index")}
 
 
 def headline_median(run: Run, probe: str, network: str) -> float | None:
-    """Median over the run of ``probe``'s headline array (mean over its trailing axes)."""
-    arrays = _probe(run, probe, network)
-    declared = _meta(run, probe, network).get("headline")
-    # The declaration is {"key", "reduction", ...}; runs stored before declarations hold the bare key.
-    key = declared.get("key") if isinstance(declared, dict) else declared
-    if arrays is None or not key or key not in arrays:
+    """Median over the run of ``probe``'s stored headline output (mean over its trailing axes;
+    ``Headline.from_json`` reads both stored forms)."""
+    arrays = run_probe_data(run, probe, network)
+    meta = run_probe_meta(run, probe, network)
+    headline = declared_headline(probe, {network: meta})
+    if arrays is None or headline is None:
         return None
-    values = np.asarray(arrays[key], dtype=float)
-    per_step = values.reshape(len(values), -1).mean(axis=1)
-    return float(np.nanmedian(per_step)) if np.isfinite(per_step).any() else None
+    per_step = headline_series(headline, arrays, meta.get("layers"))
+    return float(np.nanmedian(per_step)) if per_step is not None and np.isfinite(per_step).any() else None
 
 
 def test_size(run: Run) -> int | None:
@@ -168,23 +172,6 @@ def test_size(run: Run) -> int | None:
         return int(run.read_json(START_META_FILE)["data"]["num_test"])
     except (OSError, ValueError, KeyError, TypeError, NormlabError):
         return None
-
-
-def _probe(run: Run, name: str, network: str):
-    try:
-        if name not in run.probe_names or network not in run.networks(name):
-            return None
-        arrays = run.probe(name, network)
-    except (OSError, ValueError, KeyError, NormlabError):
-        return None
-    return arrays if len(arrays.get("step", ())) else None
-
-
-def _meta(run: Run, name: str, network: str) -> dict:
-    try:
-        return ((run.probe_meta(name).get("networks") or {}).get(network)) or {}
-    except (OSError, ValueError, NormlabError):
-        return {}
 
 
 # ------------------------------------------------------------------------------------ wording

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _datetime
 import os
+import re
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -51,15 +52,48 @@ code { background: #f4f4f4; padding: 0 .2rem; }
 ul.findings li { margin: .25rem 0; }
 """
 
-REFERENCES = [
-    ("BN15", "Ioffe & Szegedy, Batch normalization: accelerating deep network training by reducing internal "
-             "covariate shift, ICML 2015 (arXiv 1502.03167)."),
-    ("S18", "Santurkar, Tsipras, Ilyas & Madry, How does batch normalization help optimization?, NeurIPS 2018 "
-            "(arXiv 1805.11604)."),
-    ("B18", "Bjorck, Gomes, Selman & Weinberger, Understanding batch normalization, NeurIPS 2018 (arXiv 1806.02375)."),
-    ("d2l", "Zhang, Lipton, Li & Smola, Dive into Deep Learning, section Batch Normalization and its exercises."),
-    ("seed notebooks", "'How does batch normalization work?' Part 1 (MLP on MNIST) and Part 2 (VGG on CIFAR-10)."),
-]
+# The paper keys the code, the presets and the report use, defined once: the README's table of
+# papers holds these rows (tests/report/test_report_html.py compares them); the report lists them
+# as plain text (``reference_text``), the page being self-contained.
+PAPERS: dict[str, str] = {
+    "BN15": (
+        "Ioffe & Szegedy, [Batch normalization: accelerating deep network training by reducing "
+        "internal covariate shift](https://arxiv.org/abs/1502.03167), ICML 2015"
+    ),
+    "S18": (
+        "Santurkar, Tsipras, Ilyas & Madry, [How does batch normalization help "
+        "optimization?](https://arxiv.org/abs/1805.11604), NeurIPS 2018"
+    ),
+    "B18": (
+        "Bjorck, Gomes, Selman & Weinberger, [Understanding batch "
+        "normalization](https://arxiv.org/abs/1806.02375), NeurIPS 2018"
+    ),
+    "d2l": (
+        "Zhang, Lipton, Li & Smola, [Dive into Deep Learning, Batch "
+        "Normalization](https://d2l.ai/chapter_convolutional-modern/batch-norm.html) and its "
+        "exercises"
+    ),
+    "G19": (
+        "Ghorbani, Krishnan & Xiao, [An investigation into neural net optimization via Hessian "
+        "eigenvalue density](https://arxiv.org/abs/1901.10159), ICML 2019"
+    ),
+    "C21": (
+        "Cohen, Kaur, Li, Kolter & Talwalkar, [Gradient descent on neural networks typically occurs "
+        "at the edge of stability](https://arxiv.org/abs/2103.00065), ICLR 2021"
+    ),
+    "seed notebooks": (
+        '"How does batch normalization work?" Part 1 (an MLP ± BN on MNIST: activation and gradient '
+        "distributions) and Part 2 (VGG ± BN on CIFAR-10: training curves, distance from init, loss "
+        "landscape); the experiments the `part1` and `part2` presets reproduce"
+    ),
+}
+
+
+def reference_text(markdown: str) -> str:
+    """A ``PAPERS`` entry as plain text: an arXiv link becomes its title and "(arXiv NNNN.NNNNN)",
+    any other link its text; code marks go."""
+    text = re.sub(r"\[([^\]]+)\]\(https://arxiv\.org/abs/([^)]+)\)", r"\1 (arXiv \2)", markdown)
+    return re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text).replace("`", "")
 
 
 FIRST_SCREEN = ("start",)
@@ -306,5 +340,5 @@ def _left_out_html(left_out: list[RenderedSection]) -> str:
 
 
 def _references_html() -> str:
-    items = "".join(f"<li><b>{escape(key)}</b>: {escape(text)}</li>" for key, text in REFERENCES)
+    items = "".join(f"<li><b>{escape(key)}</b>: {escape(reference_text(text))}</li>" for key, text in PAPERS.items())
     return f'<section id="references"><h2>References</h2><ul>{items}</ul></section>'

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from normlab.errors import NormlabError
+from normlab.probes import Headline, Output, make_probe, probe_names
 from normlab.store import Run, is_run_dir, load_run
 
 # Figures overlay at most this many runs; beyond it they become unreadable (a sweep can have
@@ -199,9 +201,8 @@ def _make_labels_unique(runs: list[ReportRun]) -> None:
 # ------------------------------------------------------------------------------ reading data
 
 
-def probe_data(report_run: ReportRun, probe: str, network: str) -> dict[str, np.ndarray] | None:
-    """Every stored measurement of ``probe`` for ``network``, or None if there is none."""
-    run = report_run.run
+def run_probe_data(run: Run, probe: str, network: str) -> dict[str, np.ndarray] | None:
+    """Every stored measurement of ``probe`` for ``network`` of ``run``, or None if there is none."""
     try:
         if probe not in run.probe_names or network not in run.networks(probe):
             return None
@@ -212,20 +213,59 @@ def probe_data(report_run: ReportRun, probe: str, network: str) -> dict[str, np.
     return arrays if steps is not None and len(steps) else None
 
 
-def probe_meta(report_run: ReportRun, probe: str, network: str) -> dict:
-    """The metadata the probe wrote for ``network`` (empty dict if none)."""
+def run_probe_meta(run: Run, probe: str, network: str) -> dict:
+    """The metadata ``probe`` wrote for ``network`` of ``run`` (empty dict if none)."""
     try:
-        meta = report_run.run.probe_meta(probe) if probe in report_run.run.probe_names else {}
+        meta = run.probe_meta(probe) if probe in run.probe_names else {}
     except (OSError, ValueError, NormlabError):
         return {}
     return (meta.get("networks") or {}).get(network, {}) or {}
 
 
-def layer_array(arrays: dict[str, np.ndarray], layer: str, key: str) -> np.ndarray | None:
-    """The array ``<layer>.<key>`` of a probe (also accepting ``<layer>__<key>``), or None."""
-    for name in (f"{layer}.{key}", f"{layer}__{key}"):
-        if name in arrays:
-            return np.asarray(arrays[name])
+def probe_data(report_run: ReportRun, probe: str, network: str) -> dict[str, np.ndarray] | None:
+    """:func:`run_probe_data` of a report's run."""
+    return run_probe_data(report_run.run, probe, network)
+
+
+def probe_meta(report_run: ReportRun, probe: str, network: str) -> dict:
+    """:func:`run_probe_meta` of a report's run."""
+    return run_probe_meta(report_run.run, probe, network)
+
+
+def declared_headline(probe: str, per_network_meta: dict) -> Headline | None:
+    """The headline a run's ``meta.json`` declares for ``probe`` (``{network: meta}``; either stored
+    form, ``Headline.from_json``); for runs stored before declarations, today's declaration."""
+    stored = next((m["headline"] for m in per_network_meta.values() if m.get("headline")), None)
+    if stored is not None:
+        return Headline.from_json(stored)
+    return getattr(make_probe(probe), "headline", None) if probe in probe_names() else None
+
+
+@cache
+def declared_output(probe: str, key: str) -> Output:
+    """The output ``key`` (a declared pattern such as ``"{layer}.hist"``) of probe ``probe``, as the
+    probe declares it in ``outputs`` (with its default options). A figure that asks for an output
+    the probe does not declare fails here, at once, instead of silently drawing nothing."""
+    outputs = getattr(make_probe(probe), "outputs", ())
+    for output in outputs:
+        if output.key == key:
+            return output
+    raise KeyError(f"probe {probe!r} declares no output {key!r}; it declares {[o.key for o in outputs]}")
+
+
+def probe_array(arrays: dict, probe: str, key: str, layer: str | None = None) -> np.ndarray | None:
+    """The stored array of ``probe``'s declared output ``key`` (``{layer}`` filled in with
+    ``layer``), stacked over steps: shape ``(T, *declared shape)``. None when ``arrays`` has no
+    such array or its number of axes is not 1 + the declared shape's (data a figure cannot use).
+
+    Runs stored before dotted keys wrote ``<layer>__<key>``; both are read."""
+    output = declared_output(probe, key)
+    key = output.key
+    legacy = key.replace("{layer}.", "{layer}__") if "{layer}" in key else key.replace(".", "__", 1)
+    for stored in dict.fromkeys(pattern.format(layer=layer) for pattern in (key, legacy)):
+        if stored in arrays:
+            values = np.asarray(arrays[stored])
+            return values if values.ndim == 1 + len(output.shape) else None
     return None
 
 

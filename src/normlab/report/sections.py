@@ -91,3 +91,12 @@ class Section:
 def missing(key: str, title: str, note: str) -> Section:
     """A section left out because its data is missing, with the note saying so."""
     return Section(key, title, notes=[note])
+
+
+def section_of(key: str, title: str, items, *, intro: str, missing_note: str) -> Section:
+    """A section of ``items`` (the ``None`` ones, figures without data, left out), or
+    ``missing(key, title, missing_note)`` when none is left."""
+    section = Section(key, title, intro=intro)
+    for item in items:
+        section.add(item)
+    return missing(key, title, missing_note) if section.empty else section

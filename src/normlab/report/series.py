@@ -13,8 +13,8 @@ import numpy as np
 from normlab.report.runs import (
     ReportRun,
     RunSet,
-    layer_array,
     network_series,
+    probe_array,
     probe_layers,
     probe_meta,
     union_in_order,
@@ -28,13 +28,18 @@ SNAPSHOTS = 4
 
 @dataclass
 class Series:
-    """One network of one run with its activations probe data."""
+    """One network of one run with its data of one probe."""
 
     run: ReportRun
     network: str
     arrays: dict
     layers: list[str]
     meta: dict
+    probe: str
+
+    def array(self, key: str, layer: str | None = None) -> np.ndarray | None:
+        """The probe's declared output ``key`` (``report.runs.probe_array``), (T, *shape) or None."""
+        return probe_array(self.arrays, self.probe, key, layer)
 
     @property
     def steps(self) -> np.ndarray:
@@ -47,12 +52,17 @@ class Series:
         return {"color": network_color(self.network), "linestyle": run_linestyle(self.run.index)}
 
 
-def activation_series(runset: RunSet, probe: str = PROBE) -> list[Series]:
-    """Every (run, network) with activations data."""
+def probe_series(runset: RunSet, probe: str) -> list[Series]:
+    """Every (run, network) with data for ``probe``."""
     return [
-        Series(run, network, arrays, probe_layers(run, probe, network, arrays), probe_meta(run, probe, network))
+        Series(run, network, arrays, probe_layers(run, probe, network, arrays), probe_meta(run, probe, network), probe)
         for run, network, arrays in network_series(runset.runs, probe)
     ]
+
+
+def activation_series(runset: RunSet) -> list[Series]:
+    """Every (run, network) with activations data."""
+    return probe_series(runset, PROBE)
 
 
 def select_layers(layers: list[str], limit: int = MAX_LAYERS) -> list[str]:
@@ -103,13 +113,13 @@ def histogram_density(series: Series, layer: str, index: int):
     Dividing by all values, including those beyond the edges, keeps densities of a network whose
     activations spill out of the range honest (its curve then has less area).
     """
-    counts = layer_array(series.arrays, layer, "hist")
+    counts = series.array("{layer}.hist", layer)
     edges = series.meta.get("edges")
     if counts is None or edges is None:
         return None
     edges = np.asarray(edges, dtype=float)
     counts = counts[index].astype(float)
-    outside = layer_array(series.arrays, layer, "outside")
+    outside = series.array("{layer}.outside", layer)
     total = counts.sum() + (float(outside[index]) if outside is not None else 0.0)
     if total <= 0:
         return None
@@ -119,8 +129,8 @@ def histogram_density(series: Series, layer: str, index: int):
 def moment_text(series: Series, layer: str, index: int) -> str:
     """"mean ± std" of ``layer`` at ``index`` (as in the seed notebook's legends), plus the share
     of values beyond the histogram range when it is large enough to matter (>= 0.5%)."""
-    mean = layer_array(series.arrays, layer, "mean")
-    std = layer_array(series.arrays, layer, "std")
+    mean = series.array("{layer}.mean", layer)
+    std = series.array("{layer}.std", layer)
     if mean is None or std is None:
         return ""
     text = f"{float(mean[index]):.2f} ± {float(std[index]):.2f}"
@@ -148,8 +158,8 @@ def figure_legend(figure, series: list[Series], several: bool) -> None:
 
 def outside_share(series: Series, layer: str, index: int) -> float | None:
     """Fraction of ``layer``'s values outside the histogram's edges at ``index``."""
-    counts = layer_array(series.arrays, layer, "hist")
-    outside = layer_array(series.arrays, layer, "outside")
+    counts = series.array("{layer}.hist", layer)
+    outside = series.array("{layer}.outside", layer)
     if counts is None or outside is None:
         return None
     total = float(counts[index].sum()) + float(outside[index])

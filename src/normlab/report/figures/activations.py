@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from normlab.report.animation import write_histogram_animation
-from normlab.report.runs import RunSet, finite, layer_array, union_in_order
-from normlab.report.sections import Movie, Plot, Section, missing, points_of
+from normlab.report.runs import RunSet, finite, union_in_order
+from normlab.report.sections import Movie, Plot, Section, points_of, section_of
 from normlab.report.series import (
     Series,
     activation_series,
@@ -89,8 +89,8 @@ def _over_steps(axes_row, series: list[Series], layers: list[str], key: str, sev
     drawn = False
     for axis, layer in zip(axes_row, layers):
         for s in series:
-            values = layer_array(s.arrays, layer, key)
-            if values is None or values.ndim != 1:
+            values = s.array(f"{{layer}}.{key}", layer)
+            if values is None:
                 continue
             axis.plot(s.steps, finite(values), label=s.label(several), linewidth=1.4, **s.style())
             drawn = True
@@ -161,8 +161,8 @@ def plot_tracked_percentiles(runset: RunSet) -> Plot | None:
 
 
 def _percentiles(series: Series):
-    values = series.arrays.get("tracked.percentiles", series.arrays.get("tracked__percentiles"))
-    if values is None or np.ndim(values) != 2 or np.shape(values)[1] != 3:
+    values = series.array("tracked.percentiles")
+    if values is None or np.shape(values)[1] != 3:  # the figure draws the 15/50/85th
         return None
     return np.asarray(values, dtype=float)
 
@@ -177,7 +177,7 @@ def _tracked_name(series: list[Series], network: str) -> str:
 def plot_unit_moments(runset: RunSet) -> Plot | None:
     """Per-unit mean and std over training: median over units and the 10-90% band across units."""
     series = [s for s in activation_series(runset)
-              if any(layer_array(s.arrays, layer, "unit_mean") is not None for layer in s.layers)]
+              if any(s.array("{layer}.unit_mean", layer) is not None for layer in s.layers)]
     if not series:
         return None
     layers, every_layer = shown_layers(series)
@@ -187,8 +187,8 @@ def plot_unit_moments(runset: RunSet) -> Plot | None:
         for column, layer in enumerate(layers):
             axis = axes[row, column]
             for s in series:
-                values = layer_array(s.arrays, layer, key)
-                if values is None or values.ndim != 2:
+                values = s.array(f"{{layer}}.{key}", layer)
+                if values is None:
                     continue
                 low, median, high = np.nanpercentile(finite(values), [10, 50, 90], axis=1)
                 style = s.style()
@@ -231,16 +231,11 @@ def histogram_movie(runset: RunSet) -> Movie | None:
 
 def activations_section(runset: RunSet) -> Section:
     """Histograms (static and animated), moments, per-unit moments and the tracked unit."""
-    section = Section("activations", TITLE, intro=(
-        "From the activations probe: per-layer histograms on fixed bins, moments, per-unit moments and "
-        "one tracked unit's percentiles, measured on the training batch of the probe step."
-    ))
-    section.add(plot_activation_histograms(runset))
-    section.add(histogram_movie(runset))
-    section.add(plot_activation_moments(runset))
-    section.add(plot_unit_moments(runset))
-    section.add(plot_tracked_percentiles(runset))
-    if section.empty:
-        return missing("activations", TITLE, "No activations probe data in these runs (add 'activations' "
-                       "to the probes, e.g. --set probes=activations,gradients,distance).")
-    return section
+    return section_of(
+        "activations", TITLE,
+        (plot_activation_histograms(runset), histogram_movie(runset), plot_activation_moments(runset),
+         plot_unit_moments(runset), plot_tracked_percentiles(runset)),
+        intro="From the activations probe: per-layer histograms on fixed bins, moments, per-unit moments and "
+              "one tracked unit's percentiles, measured on the training batch of the probe step.",
+        missing_note="No activations probe data in these runs (add 'activations' to the probes, e.g. "
+                     "--set probes=activations,gradients,distance).")

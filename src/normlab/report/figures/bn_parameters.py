@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.runs import RunSet, finite, network_series, probe_layers, probe_meta, union_in_order
+from normlab.report.runs import RunSet, finite, network_series, probe_array, probe_layers, probe_meta, union_in_order
 from normlab.report.sections import Plot, Section, missing
 from normlab.report.style import network_color, new_figure, run_linestyle, series_label, shared_legend
 
@@ -14,12 +14,14 @@ FACTORS = (("gamma", 1.0), ("beta", 0.0))
 BINS = 24
 
 
-def _layers(report_run, network, arrays) -> list[str]:
-    return [layer for layer in probe_layers(report_run, PROBE, network, arrays) if f"{layer}.gamma" in arrays]
+def norm_layers(report_run, network, arrays) -> list[str]:
+    """The layers with a stored gamma (the norm layers with an affine scale)."""
+    layers = probe_layers(report_run, PROBE, network, arrays)
+    return [layer for layer in layers if probe_array(arrays, PROBE, "{layer}.gamma", layer) is not None]
 
 
 def _data(runset: RunSet):
-    return [(r, n, a) for r, n, a in network_series(runset.runs, PROBE) if _layers(r, n, a)]
+    return [(r, n, a) for r, n, a in network_series(runset.runs, PROBE) if norm_layers(r, n, a)]
 
 
 def _frozen(report_run, network, layer: str, factor: str) -> bool:
@@ -33,13 +35,14 @@ def plot_histograms(runset: RunSet) -> Plot | None:
     data = _data(runset)
     if not data:
         return None
-    layers = union_in_order(_layers(r, n, a) for r, n, a in data)
+    layers = union_in_order(norm_layers(r, n, a) for r, n, a in data)
     figure, axes = new_figure(2, len(layers), height=2.6, squeeze=False)
     steps = sorted({int(np.asarray(a["step"])[-1]) for _r, _n, a in data})
     for column, layer in enumerate(layers):
         for row, (factor, default) in enumerate(FACTORS):
             axis = axes[row, column]
-            series = [(r, n, np.asarray(a[f"{layer}.{factor}"])[-1]) for r, n, a in data if f"{layer}.{factor}" in a]
+            stored = [(r, n, probe_array(a, PROBE, f"{{layer}}.{factor}", layer)) for r, n, a in data]
+            series = [(r, n, values[-1]) for r, n, values in stored if values is not None]
             pooled = np.concatenate([values for _r, _n, values in series]) if series else np.asarray([default])
             low, high = min(float(pooled.min()), default), max(float(pooled.max()), default)
             if not high > low:
@@ -74,15 +77,15 @@ def plot_deviation(runset: RunSet) -> Plot | None:
     data = _data(runset)
     if not data:
         return None
-    layers = union_in_order(_layers(r, n, a) for r, n, a in data)
+    layers = union_in_order(norm_layers(r, n, a) for r, n, a in data)
     figure, axes = new_figure(1, 2, height=3.2)
     for axis, (factor, default) in zip(axes[0], FACTORS):
         for report_run, network, arrays in data:
             for depth, layer in enumerate(layers):
-                key = f"{layer}.{factor}_dev"
-                if key not in arrays or _frozen(report_run, network, layer, factor):
+                deviation = probe_array(arrays, PROBE, f"{{layer}}.{factor}_dev", layer)
+                if deviation is None or _frozen(report_run, network, layer, factor):
                     continue
-                axis.plot(arrays["step"], finite(arrays[key]), color=network_color(network),
+                axis.plot(arrays["step"], finite(deviation), color=network_color(network),
                           linestyle=run_linestyle(report_run.index), linewidth=0.8 + 0.5 * depth,
                           label=series_label(report_run.label, network, several_runs=runset.several))
         axis.set_title(f"mean |{factor} - {default:g}| per layer")

@@ -11,9 +11,9 @@ import numpy as np
 from matplotlib import colormaps
 
 from normlab.probes.lanczos import smoothed_density
-from normlab.report.figures.santurkar import probe_series
 from normlab.report.runs import RunSet, finite
 from normlab.report.sections import Plot, Section, missing, points_of
+from normlab.report.series import probe_series
 from normlab.report.style import new_figure, shared_legend
 
 TITLE = "Hessian curvature: spectrum, sharpness, trace, gradient concentration (G19, C21)"
@@ -35,15 +35,14 @@ def few_points_note(series, what: str) -> str | None:
 
 def plot_density(runset: RunSet) -> Plot | None:
     """One panel per (run, network): the smoothed SLQ density at every measurement, log scale."""
-    series = [
-        s for s in probe_series(runset, "hessian_density") if "nodes" in s.arrays and np.ndim(s.arrays["nodes"]) == 3
-    ]
+    series = [s for s in probe_series(runset, "hessian_density")
+              if s.array("nodes") is not None and s.array("weights") is not None]
     if not series:
         return None
     figure, axes = new_figure(len(series), 1, height=2.6, squeeze=False)
     colors = colormaps["viridis"]
     for axis, s in zip(axes[:, 0], series):
-        nodes, weights = np.asarray(s.arrays["nodes"], float), np.asarray(s.arrays["weights"], float)
+        nodes, weights = np.asarray(s.array("nodes"), float), np.asarray(s.array("weights"), float)
         finite_nodes = nodes[np.isfinite(nodes)]
         if finite_nodes.size == 0:
             continue
@@ -74,31 +73,28 @@ def plot_density(runset: RunSet) -> Plot | None:
 
 def plot_top(runset: RunSet) -> Plot | None:
     """Top-k eigenvalues over steps (top bold) with 2/lr dashed (C21)."""
-    series = [
-        s
-        for s in probe_series(runset, "hessian_top")
-        if "eigenvalues" in s.arrays and np.ndim(s.arrays["eigenvalues"]) == 2
-    ]
+    series = [s for s in probe_series(runset, "hessian_top") if s.array("eigenvalues") is not None]
     if not series:
         return None
     figure, axes = new_figure(1, 1, height=3.4)
     axis = axes[0, 0]
     for s in series:
-        values = finite(s.arrays["eigenvalues"])
+        values = finite(s.array("eigenvalues"))
         style = s.style()
         marker = "o" if len(s.steps) < 2 else None
         axis.plot(s.steps, values[:, 0], linewidth=1.8, marker=marker, label=f"{s.label(runset.several)}: top", **style)
         if values.shape[1] > 1:
             axis.plot(s.steps, values[:, 1:], linewidth=0.6, alpha=0.5, color=style["color"])
-        if "two_over_lr" in s.arrays:
-            axis.plot(s.steps, finite(s.arrays["two_over_lr"]), linewidth=1.0, linestyle="--", color="black",
+        two_over_lr = s.array("two_over_lr")
+        if two_over_lr is not None:
+            axis.plot(s.steps, finite(two_over_lr), linewidth=1.0, linestyle="--", color="black",
                       alpha=0.7, label="2 / lr" if s is series[0] else None)
-    positive = all(np.nanmin(finite(s.arrays["eigenvalues"])) > 0 for s in series)
+    positive = all(np.nanmin(finite(s.array("eigenvalues"))) > 0 for s in series)
     axis.set_yscale("log" if positive else "linear")
     axis.set_xlabel("step")
     axis.set_ylabel("Hessian eigenvalue")
     shared_legend(figure)
-    k = max(np.shape(s.arrays["eigenvalues"])[1] for s in series)
+    k = max(np.shape(finite(s.array("eigenvalues")))[1] for s in series)
     caption = (
         f"The {k} largest Hessian eigenvalues over training (the largest bold, the others thin), by Lanczos with "
         f"full reorthogonalization (BN mode {_mode(series)}); the dashed line is 2/lr. C21 Fig. 1: under full-batch "
@@ -111,27 +107,25 @@ def plot_top(runset: RunSet) -> Plot | None:
 
 def plot_trace_and_concentration(runset: RunSet) -> Plot | None:
     """Left: Hutchinson trace with a 2-stderr band; right: gradient concentration in the top-k space."""
-    traces = [
-        s for s in probe_series(runset, "hessian_trace") if "trace" in s.arrays and np.ndim(s.arrays["trace"]) == 1
-    ]
-    concentration = [s for s in probe_series(runset, "gradient_concentration")
-                     if "fraction" in s.arrays and np.ndim(s.arrays["fraction"]) == 2]
+    traces = [s for s in probe_series(runset, "hessian_trace") if s.array("trace") is not None]
+    concentration = [s for s in probe_series(runset, "gradient_concentration") if s.array("fraction") is not None]
     if not traces and not concentration:
         return None
     figure, axes = new_figure(1, 2, height=3.2)
     left, right = axes[0]
     for s in traces:
-        trace, error = finite(s.arrays["trace"]), finite(s.arrays.get("stderr", np.zeros_like(s.arrays["trace"])))
+        trace, error = finite(s.array("trace")), s.array("stderr")
+        error = np.zeros_like(trace) if error is None else finite(error)
         left.plot(s.steps, trace, marker="o" if len(s.steps) < 2 else None, label=s.label(runset.several), **s.style())
         left.fill_between(s.steps, trace - 2 * error, trace + 2 * error, alpha=0.2, color=s.style()["color"])
     left.set_title("trace of the Hessian (Hutchinson, +-2 stderr)", fontsize=9)
     left.set_xlabel("step")
     for s in concentration:
-        fraction = finite(s.arrays["fraction"])
+        fraction = finite(s.array("fraction"))
         right.plot(s.steps, fraction[:, -1], marker="o" if len(s.steps) < 2 else None,
                    label=s.label(runset.several), **s.style())
     right.set_ylim(0, 1.02)
-    k = max((np.shape(s.arrays["fraction"])[1] for s in concentration), default=0)
+    k = max((np.shape(finite(s.array("fraction")))[1] for s in concentration), default=0)
     right.set_title(f"||P_{k} g||^2 / ||g||^2 (top-{k} Ritz vectors)", fontsize=9)
     right.set_xlabel("step")
     shared_legend(figure)

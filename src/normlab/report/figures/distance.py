@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.runs import RunSet, finite, network_series, probe_layers, union_in_order
+from normlab.report.runs import RunSet, finite, network_series, probe_array, probe_layers, union_in_order
 from normlab.report.sections import Plot, Section, missing
 from normlab.report.style import network_color, new_figure, run_linestyle, run_marker, series_label, shared_legend
 
@@ -12,12 +12,18 @@ PROBE = "distance"
 TITLE = "Distance from initialization"
 
 
+def _distance(arrays, layer: str):
+    """The (T,) distances of ``layer`` (the probe's ``{layer}`` output), or None."""
+    return probe_array(arrays, PROBE, "{layer}", layer)
+
+
 def _layers(report_run, network, arrays) -> list[str]:
     """The per-layer keys of the distance probe (its meta lists them; ``total`` is not a layer)."""
-    listed = [layer for layer in probe_layers(report_run, PROBE, network, arrays) if layer in arrays]
+    listed = [layer for layer in probe_layers(report_run, PROBE, network, arrays)
+              if _distance(arrays, layer) is not None]
     if listed:
         return [layer for layer in listed if layer != "total"]
-    return [key for key in arrays if key not in ("step", "total") and np.ndim(arrays[key]) == 1]
+    return [key for key in arrays if key not in ("step", "total") and _distance(arrays, key) is not None]
 
 
 def plot_distance(runset: RunSet) -> Plot | None:
@@ -33,11 +39,11 @@ def plot_distance(runset: RunSet) -> Plot | None:
         style = {"color": network_color(network), "linestyle": run_linestyle(report_run.index)}
         layers = _layers(report_run, network, arrays)
         positions = [every_layer.index(layer) for layer in layers]
-        final = [float(np.asarray(arrays[layer])[-1]) for layer in layers]
+        final = [float(_distance(arrays, layer)[-1]) for layer in layers]
         by_layer.plot(positions, final, marker=run_marker(report_run.index), label=label, **style)
-        total = arrays.get("total")
+        total = probe_array(arrays, PROBE, "total")
         if total is None:
-            total = np.sqrt(sum(np.square(np.asarray(arrays[layer], dtype=float)) for layer in layers))
+            total = np.sqrt(sum(np.square(_distance(arrays, layer).astype(float)) for layer in layers))
         over_time.plot(arrays["step"], finite(total), label=label, linewidth=1.4, **style)
     crowded = len(every_layer) > 6  # VGG's 13 layer names need slanting to stay readable
     by_layer.set_xticks(range(len(every_layer)), every_layer, rotation=45 if crowded else 0,

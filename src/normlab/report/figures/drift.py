@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.runs import RunSet, finite, layer_array
+from normlab.report.runs import RunSet, finite
 from normlab.report.sections import Plot, Section, missing, points_of
 from normlab.report.series import activation_series, layers_note, shown_layers
 from normlab.report.style import new_figure, shared_legend
@@ -39,8 +39,8 @@ def plot_moment_drift(runset: RunSet) -> Plot | None:
         for column, layer in enumerate(layers):
             axis = axes[row, column]
             for s in series:
-                values = layer_array(s.arrays, layer, key)
-                if values is None or values.ndim != 1:
+                values = s.array(f"{{layer}}.{key}", layer)
+                if values is None:
                     continue
                 steps, drift = drift_values(values, s.steps, row)
                 if log:

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.runs import (
-    RunSet,
-    finite,
-    layer_array,
-    network_series,
-    probe_layers,
-    probe_meta,
-    union_in_order,
-)
-from normlab.report.sections import Plot, Section, missing, points_of
-from normlab.report.series import Series, layers_note, select_layers
+from normlab.report.runs import RunSet, finite, union_in_order
+from normlab.report.sections import Plot, Section, points_of, section_of
+from normlab.report.series import Series, layers_note, probe_series, select_layers
 from normlab.report.style import new_figure, shared_legend
 
 PROBE = "gradients"
@@ -23,22 +15,19 @@ TITLE = "Gradient statistics"
 
 def gradient_series(runset: RunSet) -> list[Series]:
     """Every (run, network) with gradients probe data."""
-    return [
-        Series(run, network, arrays, probe_layers(run, PROBE, network, arrays), probe_meta(run, PROBE, network))
-        for run, network, arrays in network_series(runset.runs, PROBE)
-    ]
+    return probe_series(runset, PROBE)
 
 
 def plot_tracked_gradient(runset: RunSet) -> Plot | None:
     """The gradient of the one tracked kernel entry over steps, networks overlaid."""
-    series = [s for s in gradient_series(runset) if "tracked" in s.arrays and np.ndim(s.arrays["tracked"]) == 1]
+    series = [s for s in gradient_series(runset) if s.array("tracked") is not None]
     if not series:
         return None
     figure, axes = new_figure(1, 1, height=3.0)
     axis = axes[0, 0]
     for s in series:
         axis.plot(
-            s.steps, finite(s.arrays["tracked"]), linewidth=1.2, alpha=0.9, label=s.label(runset.several), **s.style()
+            s.steps, finite(s.array("tracked")), linewidth=1.2, alpha=0.9, label=s.label(runset.several), **s.style()
         )
     axis.axhline(0.0, color="black", linewidth=0.6)
     axis.set_xlabel("step")
@@ -73,8 +62,8 @@ def plot_gradient_moments(runset: RunSet) -> Plot | None:
         for column, layer in enumerate(layers):
             axis = axes[row, column]
             for s in series:
-                values = layer_array(s.arrays, layer, key)
-                if values is None or values.ndim != 1:
+                values = s.array(f"{{layer}}.{key}", layer)
+                if values is None:
                     continue
                 axis.plot(s.steps, finite(values), linewidth=1.2, label=s.label(runset.several), **s.style())
                 drawn = True
@@ -110,7 +99,7 @@ def magnitude_histogram(series: Series, layer: str, index: int):
     folding the negative bins onto the positive ones gives the magnitude histogram on log-spaced
     bins. The two bins touching 0 become one bin ``[e_0 / 10, e_0]`` so a log axis can show it.
     """
-    counts = layer_array(series.arrays, layer, "hist")
+    counts = series.array("{layer}.hist", layer)
     edges = series.meta.get("edges")
     if counts is None or edges is None:
         return None
@@ -181,13 +170,9 @@ def plot_gradient_histograms(runset: RunSet) -> Plot | None:
 
 def gradients_section(runset: RunSet) -> Section:
     """The tracked weight's gradient, per-layer gradient moments and magnitude histograms."""
-    section = Section("gradients", TITLE, intro=(
-        "From the gradients probe: the gradient of the training loss that the optimizer used at the "
-        "probe step (train mode), per weight layer."
-    ))
-    section.add(plot_tracked_gradient(runset))
-    section.add(plot_gradient_moments(runset))
-    section.add(plot_gradient_histograms(runset))
-    if section.empty:
-        return missing("gradients", TITLE, "No gradients probe data in these runs (add 'gradients' to the probes).")
-    return section
+    return section_of(
+        "gradients", TITLE,
+        (plot_tracked_gradient(runset), plot_gradient_moments(runset), plot_gradient_histograms(runset)),
+        intro="From the gradients probe: the gradient of the training loss that the optimizer used at the "
+              "probe step (train mode), per weight layer.",
+        missing_note="No gradients probe data in these runs (add 'gradients' to the probes).")

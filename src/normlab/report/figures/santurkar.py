@@ -1,31 +1,24 @@
 """The Santurkar et al. (S18) measurements: gradient ICS (Fig. 3), loss landscape, gradient
 predictiveness and effective beta-smoothness (Fig. 4), and B18's divergence probe.
 
-Every figure reads the probe's arrays by the names its docstring gives and is left out when the
-probe has no data, so these sections appear exactly for the runs that measured them.
+Every figure reads the probe's arrays by the keys the probe declares (``outputs``, read through
+``Series.array``) and is left out when the probe has no data, so these sections appear exactly for
+the runs that measured them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from normlab.report.runs import RunSet, finite, network_series, probe_layers, probe_meta, union_in_order
-from normlab.report.sections import Plot, Section, missing, points_of
-from normlab.report.series import Series, layers_note, select_layers
+from normlab.report.runs import RunSet, finite, union_in_order
+from normlab.report.sections import Plot, Section, missing, points_of, section_of
+from normlab.report.series import Series, layers_note, probe_series, select_layers
 from normlab.report.style import network_color, new_figure, run_hatch, shared_legend
 
 ICS_TITLE = "Internal covariate shift (S18 Fig. 3)"
 LANDSCAPE_TITLE = "Loss landscape, gradient predictiveness, beta-smoothness (S18 Fig. 4)"
 DIVERGENCE_TITLE = "Divergence at the first steps (B18)"
 MAX_ICS_LAYERS = 5
-
-
-def probe_series(runset: RunSet, probe: str) -> list[Series]:
-    """Every (run, network) with data for ``probe``."""
-    return [
-        Series(run, network, arrays, probe_layers(run, probe, network, arrays), probe_meta(run, probe, network))
-        for run, network, arrays in network_series(runset.runs, probe)
-    ]
 
 
 # ------------------------------------------------------------------------------------- ICS
@@ -40,8 +33,8 @@ def ics_layers(series: list[Series]) -> tuple[list[str], list[str]]:
 
 def _ics_column(series: Series, layer: str, key: str):
     """Column ``layer`` of the (steps, layers) array ``key``, or None."""
-    values = series.arrays.get(key)
-    if values is None or np.ndim(values) != 2 or layer not in series.layers:
+    values = series.array(key)
+    if values is None or layer not in series.layers:
         return None
     column = series.layers.index(layer)
     return finite(np.asarray(values)[:, column]) if column < np.shape(values)[1] else None
@@ -57,7 +50,7 @@ def _relative_l2(series: Series, layer: str):
 
 def plot_ics(runset: RunSet) -> Plot | None:
     """Per layer: ||G - G'|| (log), ||G - G'|| / ||G|| (log) and cos(G, G') over steps."""
-    series = [s for s in probe_series(runset, "ics") if "l2" in s.arrays and np.ndim(s.arrays["l2"]) == 2]
+    series = [s for s in probe_series(runset, "ics") if s.array("l2") is not None]
     if not series:
         return None
     layers, every_layer = ics_layers(series)
@@ -108,19 +101,21 @@ def ics_section(runset: RunSet) -> Section:
 # ------------------------------------------------------------------------- landscape family
 
 
-def band(series: Series, keys=("loss", "distance")):
+# The (steps, step sizes) output whose min-max over step sizes is the band of each band probe.
+BAND_OUTPUTS = {"landscape": "loss", "predictiveness": "distance"}
+
+
+def band(series: Series):
     """(min, max) over step sizes at every measurement: the probe's ``min``/``max`` if stored, else
-    from its (steps, step sizes) array (``loss`` for landscape, ``distance`` for predictiveness)."""
-    arrays = series.arrays
-    if "min" in arrays and "max" in arrays and np.ndim(arrays["min"]) == 1 and np.ndim(arrays["max"]) == 1:
-        return finite(arrays["min"]), finite(arrays["max"])
-    for key in keys:
-        values = arrays.get(key)
-        if values is not None and np.ndim(values) == 2:
-            values = finite(values)
-            with np.errstate(all="ignore"):
-                return np.nanmin(values, axis=1), np.nanmax(values, axis=1)
-    return None
+    from its (steps, step sizes) array (``BAND_OUTPUTS``)."""
+    low, high = series.array("min"), series.array("max")
+    if low is not None and high is not None:
+        return finite(low), finite(high)
+    values = series.array(BAND_OUTPUTS[series.probe])
+    if values is None:
+        return None
+    with np.errstate(all="ignore"):
+        return np.nanmin(finite(values), axis=1), np.nanmax(finite(values), axis=1)
 
 
 def draw_band(axis, series: Series, low, high, several: bool) -> None:
@@ -217,23 +212,19 @@ def plot_beta_smoothness(runset: RunSet) -> Plot | None:
 
 
 def _beta(series: Series):
-    values = series.arrays.get("beta")
-    return finite(values) if values is not None and np.ndim(values) == 1 else None
+    values = series.array("beta")
+    return finite(values) if values is not None else None
 
 
 def landscape_section(runset: RunSet) -> Section:
     """S18 Fig. 4: loss landscape band, gradient predictiveness band, effective beta-smoothness."""
-    section = Section("landscape", LANDSCAPE_TITLE, intro=(
-        "Measured at the probe steps by moving the weights along the training gradient and looking at "
-        "the loss and gradient there; nothing is trained by these measurements."
-    ))
-    section.add(plot_landscape(runset))
-    section.add(plot_predictiveness(runset))
-    section.add(plot_beta_smoothness(runset))
-    if section.empty:
-        return missing("landscape", LANDSCAPE_TITLE, "No landscape, predictiveness or beta_smoothness probe data "
-                       "in these runs (the santurkar_vgg and santurkar_dln presets measure them).")
-    return section
+    return section_of(
+        "landscape", LANDSCAPE_TITLE,
+        (plot_landscape(runset), plot_predictiveness(runset), plot_beta_smoothness(runset)),
+        intro="Measured at the probe steps by moving the weights along the training gradient and looking at "
+              "the loss and gradient there; nothing is trained by these measurements.",
+        missing_note="No landscape, predictiveness or beta_smoothness probe data in these runs (the "
+                     "santurkar_vgg and santurkar_dln presets measure them).")
 
 
 # ------------------------------------------------------------------------------ divergence
@@ -279,11 +270,8 @@ def plot_divergence(runset: RunSet) -> Plot | None:
 
 def _relative_losses(series: Series):
     """(etas, relative losses (steps, etas)) from the divergence probe, or None."""
-    relative = series.arrays.get("ratio")
-    if relative is None or np.ndim(relative) != 2:
-        return None
-    etas = series.arrays.get("etas")
-    if etas is None or np.ndim(etas) != 2:
+    relative, etas = series.array("ratio"), series.array("etas")
+    if relative is None or etas is None:
         return None
     # The divergence probe's step sizes are absolute (not x lr), so every row holds the same grid.
     return np.asarray(etas, dtype=float)[0], finite(relative)

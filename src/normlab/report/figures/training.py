@@ -13,7 +13,7 @@ from normlab.report.runs import (
     train_rows,
     training_loss_words,
 )
-from normlab.report.sections import Plot, Section, missing
+from normlab.report.sections import Plot, Section, section_of
 from normlab.report.style import network_color, new_figure, run_linestyle, series_label, shared_legend
 
 TITLE = "Training curves"
@@ -151,13 +151,9 @@ def plot_learning_rate(runset: RunSet) -> Plot | None:
 
 def training_section(runset: RunSet) -> Section:
     """Loss, accuracy and (if scheduled) learning-rate curves from metrics.csv."""
-    section = Section("training", TITLE, intro=(
-        "Train-mode batch metrics are recorded at every step; eval-mode metrics on the test split and "
-        "on a fixed training subset at every evaluation."
-    ))
-    section.add(plot_loss_curves(runset))
-    section.add(plot_accuracy_curves(runset))
-    section.add(plot_learning_rate(runset))
-    if section.empty:
-        return missing("training", TITLE, "No metrics were recorded yet (metrics.csv holds no rows).")
-    return section
+    return section_of(
+        "training", TITLE,
+        (plot_loss_curves(runset), plot_accuracy_curves(runset), plot_learning_rate(runset)),
+        intro="Train-mode batch metrics are recorded at every step; eval-mode metrics on the test split and "
+              "on a fixed training subset at every evaluation.",
+        missing_note="No metrics were recorded yet (metrics.csv holds no rows).")

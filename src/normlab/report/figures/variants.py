@@ -24,10 +24,21 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from normlab.report.figures.bn_parameters import FACTORS, norm_layers
+from normlab.report.figures.bn_parameters import PROBE as BN_PROBE
 from normlab.report.figures.study import epoch_scale
 from normlab.report.figures.sweep import final_metric
 from normlab.report.paired import METHOD, paired_difference, summarize
-from normlab.report.runs import RunSet, Sweep, eval_rows, probe_data, probe_layers, study_record, union_in_order
+from normlab.report.runs import (
+    RunSet,
+    Sweep,
+    eval_rows,
+    probe_array,
+    probe_data,
+    probe_layers,
+    study_record,
+    union_in_order,
+)
 from normlab.report.sections import Plot, Section, Table
 from normlab.report.style import grid_shape, hide_unused, new_figure, shared_legend
 
@@ -232,9 +243,9 @@ def plot_activation_magnitude(data: VariantData) -> Plot | None:
             names = probe_layers(report_run, "activations", network, arrays)
             layers.append(names)
             for layer in names:
-                key = f"{layer}.sq_mean"
-                if key in arrays:
-                    values[(layer, context, variant)].append(float(np.asarray(arrays[key])[-1]))
+                magnitude = probe_array(arrays, "activations", "{layer}.sq_mean", layer)
+                if magnitude is not None:
+                    values[(layer, context, variant)].append(float(magnitude[-1]))
     if not values:
         return None
     every_layer = union_in_order(layers)
@@ -277,16 +288,17 @@ def plot_bn_parameters_pooled(data: VariantData) -> Plot | None:
     layers: list[list[str]] = []
     for (context, variant), pairs in data.runs.items():
         for report_run, network in pairs:
-            arrays = probe_data(report_run, "bn_parameters", network)
+            arrays = probe_data(report_run, BN_PROBE, network)
             if arrays is None:
                 continue
-            names = [layer for layer in probe_layers(report_run, "bn_parameters", network, arrays)
-                     if f"{layer}.gamma" in arrays]
+            names = norm_layers(report_run, network, arrays)
             layers.append(names)
             seeds[variant].add(report_run.run.config.get("seed"))
             for layer in names:
-                for factor in ("gamma", "beta"):
-                    pooled[(variant, layer, factor)].append(np.asarray(arrays[f"{layer}.{factor}"])[-1])
+                for factor, _default in FACTORS:
+                    values = probe_array(arrays, BN_PROBE, f"{{layer}}.{factor}", layer)
+                    if values is not None:
+                        pooled[(variant, layer, factor)].append(values[-1])
     if not pooled:
         return None
     every_layer = union_in_order(layers)
