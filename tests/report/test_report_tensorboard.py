@@ -81,3 +81,29 @@ def test_empty_histograms_are_skipped():
     fields = histogram_fields(np.array([0, 2, 1, 0]), np.linspace(-2, 2, 5))
     assert fields["min"] == -1.0 and fields["max"] == 1.0 and fields["num"] == 3
     assert fields["sum"] == pytest.approx(2 * -0.5 + 1 * 0.5)
+
+
+def test_tags_follow_the_probes_declared_shapes(tmp_path):
+    """Per-layer vectors (ics, ("layers",)) become one series per layer, declared ("bins",) outputs
+    histograms (bn_parameters' deviations too), declared per-unit vectors no scalars at all."""
+    path = synthetic.make_run(tmp_path / "run", steps=20, probes=("ics", "bn_parameters"))
+    run = load_run(path)
+    out = export_tensorboard(path, tmp_path / "tensorboard")
+    accumulator = event_accumulator.EventAccumulator(
+        str(out / "batch"), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.HISTOGRAMS: 0}
+    ).Reload()
+    ics = run.probe("ics", "batch")
+    for column, layer in enumerate(synthetic.WEIGHT_LAYERS):
+        events = accumulator.Scalars(f"ics/l2/{layer}")
+        assert [e.step for e in events] == ics["step"].tolist()
+        np.testing.assert_allclose([e.value for e in events], ics["l2"][:, column], rtol=1e-6)
+    np.testing.assert_allclose([e.value for e in accumulator.Scalars("ics/cosine_mean")], ics["cosine_mean"],
+                               rtol=1e-6)
+    bn = run.probe("bn_parameters", "batch")
+    layer = synthetic.LAYERS[0]
+    histograms = accumulator.Histograms(f"bn_parameters/{layer}/gamma_hist")
+    for event, counts in zip(histograms, bn[f"{layer}.gamma_hist"]):
+        np.testing.assert_array_equal(event.histogram_value.bucket, counts)
+    tags = accumulator.Tags()
+    assert f"bn_parameters/{layer}/gamma_std" in tags["scalars"]
+    assert not [tag for tag in tags["scalars"] if tag.startswith(f"bn_parameters/{layer}/gamma/")]  # (units,)

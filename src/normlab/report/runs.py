@@ -253,6 +253,28 @@ def declared_output(probe: str, key: str) -> Output:
     raise KeyError(f"probe {probe!r} declares no output {key!r}; it declares {[o.key for o in outputs]}")
 
 
+def declared_dimensions(probe: str, meta: dict) -> dict[str, tuple]:
+    """``{stored array name: declared shape}`` (dimension names kept) for one network's probe meta:
+    the declaration the run stored (``meta["outputs"]``), else the probe's own today (runs stored
+    before probes declared their outputs); ``{layer}`` patterns expanded over the meta's layers,
+    each also under its legacy name (:func:`_legacy_key`)."""
+    stored = meta.get("outputs")
+    outputs = ([Output(o["key"], tuple(o["shape"]), o.get("meaning", "")) for o in stored] if stored
+               else getattr(make_probe(probe), "outputs", ()))
+    names = {}
+    for output in outputs:
+        for pattern in dict.fromkeys((output.key, _legacy_key(output.key))):
+            keys = [pattern.format(layer=layer) for layer in meta.get("layers") or ()] if "{layer}" in pattern \
+                else [pattern]
+            names.update(dict.fromkeys(keys, tuple(output.shape)))
+    return names
+
+
+def _legacy_key(key: str) -> str:
+    """The name runs stored before dotted keys gave a declared key: ``<layer>__<key>``."""
+    return key.replace("{layer}.", "{layer}__") if "{layer}" in key else key.replace(".", "__", 1)
+
+
 def probe_array(arrays: dict, probe: str, key: str, layer: str | None = None) -> np.ndarray | None:
     """The stored array of ``probe``'s declared output ``key`` (``{layer}`` filled in with
     ``layer``), stacked over steps: shape ``(T, *declared shape)``. None when ``arrays`` has no
@@ -260,9 +282,7 @@ def probe_array(arrays: dict, probe: str, key: str, layer: str | None = None) ->
 
     Runs stored before dotted keys wrote ``<layer>__<key>``; both are read."""
     output = declared_output(probe, key)
-    key = output.key
-    legacy = key.replace("{layer}.", "{layer}__") if "{layer}" in key else key.replace(".", "__", 1)
-    for stored in dict.fromkeys(pattern.format(layer=layer) for pattern in (key, legacy)):
+    for stored in dict.fromkeys(pattern.format(layer=layer) for pattern in (output.key, _legacy_key(output.key))):
         if stored in arrays:
             values = np.asarray(arrays[stored])
             return values if values.ndim == 1 + len(output.shape) else None

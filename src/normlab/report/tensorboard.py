@@ -7,9 +7,10 @@ networks of a pair appear overlaid under the same tags:
 - ``<probe>/<array>``: every probe array with one number per measurement (layer arrays as
   ``activations/dense0/mean``; per-layer vectors such as ``ics/l2`` as ``ics/l2/<layer>``;
   percentiles as ``activations/tracked/percentiles/p15``);
-- ``<probe>/<layer>/hist``: the activation and gradient histograms, from the stored counts and
-  bin edges (``add_histogram_raw``: buckets are the probe's bins, ``min``/``max`` the outer edges
-  of the non-empty bins, ``sum``/``sum_squares`` computed from bin centers);
+- ``<probe>/<layer>/hist``: the histograms (activations, gradients, BN parameters' deviations:
+  every output a probe declares of shape ``("bins",)``), from the stored counts and bin edges
+  (``add_histogram_raw``: buckets are the probe's bins, ``min``/``max`` the outer edges of the
+  non-empty bins, ``sum``/``sum_squares`` computed from bin centers);
 - ``config``: the run's settings as a text summary.
 
 Nothing is recomputed: the values are the stored ones, so the events read back equal the store.
@@ -22,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from normlab.errors import NormlabError
+from normlab.report.runs import declared_dimensions
 from normlab.store import load_run
 
-HISTOGRAM_PROBES = ("activations", "gradients")
 EVENT_FILE_PREFIX = "events.out.tfevents."
 
 
@@ -81,30 +82,28 @@ def write_metrics(writer, run, network: str) -> None:
 
 
 def write_probe(writer, run, probe: str, network: str) -> None:
-    """Scalars for every one-number-per-step array, histograms for the ``<layer>.hist`` counts."""
+    """Each stored array by the shape its probe declares (``Output.shape``): one number per
+    measurement (``()``) as scalars; ``("bins",)`` as histograms on the meta's ``edges``;
+    ``("layers",)`` as one scalar series per layer; ``("percentiles",)`` as one per percentile.
+    Other vectors (per-unit moments, per-step-size values) would be hundreds of scalar series;
+    they stay in the run store and the HTML report. An array no declaration names is skipped."""
     arrays = run.probe(probe, network)
     meta = (run.probe_meta(probe).get("networks") or {}).get(network, {}) or {}
     steps = np.asarray(arrays["step"])
-    layers = list(meta.get("layers") or [])
-    for name, values in arrays.items():
-        if name == "step":
+    columns = {"layers": list(meta.get("layers") or []),
+               "percentiles": [f"p{q:g}" for q in meta.get("percentiles") or []]}
+    for name, shape in declared_dimensions(probe, meta).items():
+        if name not in arrays:
             continue
-        values = np.asarray(values)
+        values = np.asarray(arrays[name])
         tag = f"{probe}/{name.replace('.', '/')}"
-        if values.ndim == 1:
+        if shape == () and values.ndim == 1:
             _add_scalars(writer, tag, steps, values)
-        elif values.ndim != 2:
-            continue
-        elif name.endswith("hist") and probe in HISTOGRAM_PROBES and meta.get("edges"):
+        elif shape == ("bins",) and meta.get("edges") and values.ndim == 2:
             _add_histograms(writer, tag, steps, values, np.asarray(meta["edges"], dtype=float))
-        elif "." not in name and len(layers) == values.shape[1]:
-            for column, layer in enumerate(layers):  # per-layer vectors, e.g. ics l2 (steps, layers)
-                _add_scalars(writer, f"{tag}/{layer}", steps, values[:, column])
-        elif name.endswith("percentiles") and len(meta.get("percentiles") or []) == values.shape[1]:
-            for column, q in enumerate(meta["percentiles"]):
-                _add_scalars(writer, f"{tag}/p{q:g}", steps, values[:, column])
-        # Other vectors (per-unit moments, per-step-size values) would be hundreds of scalar
-        # series; they stay in the run store and the HTML report.
+        elif len(shape) == 1 and shape[0] in columns and values.ndim == 2 and len(columns[shape[0]]) == values.shape[1]:
+            for column, label in enumerate(columns[shape[0]]):  # e.g. ics/l2/<layer>, .../percentiles/p15
+                _add_scalars(writer, f"{tag}/{label}", steps, values[:, column])
 
 
 def _add_scalars(writer, tag: str, steps: np.ndarray, values: np.ndarray) -> None:
