@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from normlab.data import Dataset, load_dataset
+from normlab.probes.ics import common_prefix_length
 from normlab.store.layout import START_DATA_FILE, START_META_FILE, START_WEIGHTS_FILE
 
 EXAMPLES = 10
@@ -60,22 +61,13 @@ def parameter_names(spec, params) -> dict[str, tuple[tuple, str, bool]]:
     for key_path, _leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         path = tuple(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in key_path)
         path = tuple(p for p in path if p != "value")
-        owner = max(range(len(prefixes)), key=lambda i: (_common_length(prefixes[i], path), -i))
+        owner = max(range(len(prefixes)), key=lambda i: (common_prefix_length(prefixes[i], path), -i))
         layer = spec.weight_layer_names[owner]
         is_norm = path[: len(prefixes[owner])] != prefixes[owner]
         names[f"{layer}.{'norm_' if is_norm else ''}{path[-1]}"] = (path, layer, is_norm, owner)
     # In forward order (the state's own order is alphabetical: "head" before "hidden").
     ordered = sorted(names.items(), key=lambda item: item[1][3])
     return {name: value[:3] for name, value in ordered}
-
-
-def _common_length(a: tuple, b: tuple) -> int:
-    length = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        length += 1
-    return length
 
 
 def _leaf(params, path: tuple) -> np.ndarray:

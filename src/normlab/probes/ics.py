@@ -76,7 +76,8 @@ def flat_parameters(params) -> tuple[tuple[tuple, ...], list, object]:
     return tuple(paths), [leaf for _path, leaf in with_paths], treedef
 
 
-def _common_prefix(a: tuple, b: tuple) -> int:
+def common_prefix_length(a: tuple, b: tuple) -> int:
+    """How many leading entries the paths ``a`` and ``b`` share."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -94,7 +95,7 @@ def parameter_owners(paths: tuple[tuple, ...], kernel_paths: tuple[tuple, ...]) 
     modules = [path[:-1] for path in kernel_paths]
     owners = []
     for path in paths:
-        scores = [_common_prefix(path, module) for module in modules]
+        scores = [common_prefix_length(path, module) for module in modules]
         best = max(scores)
         winners = [j for j, score in enumerate(scores) if score == best]
         owners.append(winners[0] if best > 0 and len(winners) == 1 else None)
