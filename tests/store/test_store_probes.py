@@ -96,3 +96,10 @@ def test_appended_arrays_are_copied(store):
     counts[:] = 7  # the caller reuses its buffer before the flush
     store.flush()
     assert load_run(store.path).probe("activations", "bn")["counts"].tolist() == [[0, 0, 0]]
+
+
+@pytest.mark.parametrize("key", ["step", 3, "a/b", "dense0..hist", "dense0.hist!"])
+def test_array_names_other_than_dotted_identifiers_or_the_step_column_are_rejected(store, key):
+    with pytest.raises(ValueError, match="identifiers joined by dots"):
+        store.append_probe("activations", "bn", 0, {key: np.zeros(2)})
+    store.append_probe("activations", "bn", 0, {"dense0.hist": np.zeros(2), "layer.0": np.zeros(1)})  # allowed
