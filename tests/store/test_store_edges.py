@@ -182,3 +182,15 @@ def test_a_finished_run_restores_its_checkpoints_and_reads_its_arrays(store):
 def test_a_run_without_checkpoints_says_so(store):
     with pytest.raises(NormlabError, match="has no checkpoint$"):
         load_run(store.path).restore_checkpoint({"w": np.zeros(2)})
+
+
+def test_a_jax_that_cannot_start_is_recorded_as_unknown(monkeypatch):
+    import jax
+
+    from normlab.store.provenance import jax_devices
+
+    def broken():
+        raise RuntimeError("no backend")
+
+    monkeypatch.setattr(jax, "devices", broken)
+    assert jax_devices() == {"backend": "unknown", "devices": []}

@@ -61,7 +61,7 @@ def test_unknown_probe_or_network_names_the_valid_ones(store):
     store.append_probe("activations", "bn", 0, histogram(0))
     store.flush()
     run = load_run(store.path)
-    with pytest.raises(UnknownNameError, match="valid: activations"):
+    with pytest.raises(UnknownNameError, match="^unknown probe 'weights'; valid: activations$"):
         run.probe("weights", "bn")
     with pytest.raises(UnknownNameError, match="valid: bn"):
         run.probe("activations", "baseline")
