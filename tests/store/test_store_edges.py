@@ -194,3 +194,18 @@ def test_a_jax_that_cannot_start_is_recorded_as_unknown(monkeypatch):
 
     monkeypatch.setattr(jax, "devices", broken)
     assert jax_devices() == {"backend": "unknown", "devices": []}
+
+
+def test_json_files_are_indented_two_spaces_and_end_with_a_newline():
+    from normlab.store.files import encode_json
+
+    expected = b'{\n  "a": [\n    1,\n    0.5\n  ],\n  "b": "\\u00e9"\n}\n'  # ASCII: non-ASCII escaped
+    assert encode_json({"a": [1, np.float32(0.5)], "b": "\u00e9"}) == expected
+
+
+def test_a_run_directory_without_its_metrics_file_is_named_damaged(store):
+    store.flush()
+    (store.path / "metrics.csv").unlink()
+    with pytest.raises(NormlabError) as error:
+        RunStore.open(store.path)
+    assert str(error.value) == f"{store.path} is a damaged run directory: metrics.csv is missing"

@@ -86,8 +86,11 @@ def test_arrays_must_keep_their_layout_within_a_flush(store):
 
 @pytest.mark.parametrize("name,network", [("../escape", "bn"), ("activations", "a/b"), (".hidden", "bn")])
 def test_names_that_are_not_plain_directory_names_are_rejected(store, name, network):
-    with pytest.raises(ValueError):
+    kind, bad = ("probe", name) if name != "activations" else ("network", network)
+    with pytest.raises(ValueError) as error:
         store.append_probe(name, network, 0, histogram(0))
+    assert str(error.value) == (f"{kind} name {bad!r} must be letters, digits, '_', '.' or '-' "
+                                "and must not start with '.' or '-'")
 
 
 def test_appended_arrays_are_copied(store):
