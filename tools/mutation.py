@@ -4,6 +4,7 @@
     python tools/mutation.py norms store     # just these
     python tools/mutation.py --report store  # print the counts of a finished (or stopped) run again
     python tools/mutation.py --sample 60 --seed 16 norms   # a seeded random sample of the mutants
+    python tools/mutation.py --retest store  # after adding tests: re-test the ones not killed last time
 
 Each module runs in its own scratch copy of the tree (build/mutation/<module>), whose
 pyproject.toml sets mutmut's ``only_mutate`` and test selection to that module's pair from
@@ -135,6 +136,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
     parser.add_argument("--sample", type=int, metavar="N", help="test only N mutants drawn at random")
     parser.add_argument("--seed", type=int, default=16, help="seed of --sample's draw (default 16)")
+    parser.add_argument("--retest", action="store_true",
+                        help="re-test only the mutants (of the sample, if one was drawn) not killed last time")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(table))
     if unknown:
@@ -146,7 +149,17 @@ def main(argv=None) -> int:
         spec = table[module]
         directory = SCRATCH / module
         sample_file = directory / "sample.json"
-        if not args.report:
+        if args.retest:
+            previous = outcomes(directory)
+            if sample_file.exists():
+                sampled = set(json.loads(sample_file.read_text())["mutants"])
+                previous = {name: result for name, result in previous.items() if name in sampled}
+            again = sorted(name for name, result in previous.items() if result not in ("killed", "timeout"))
+            prepare(module, spec)  # the current tests
+            if again:
+                subprocess.run(mutmut_command("run", "--max-children", str(args.max_children), *again),
+                               cwd=directory, env=env)
+        elif not args.report:
             prepare(module, spec)
             if args.sample is None:
                 sample_file.unlink(missing_ok=True)
