@@ -174,6 +174,9 @@ def test_a_finished_run_restores_its_checkpoints_and_reads_its_arrays(store):
     assert step == 1 and tree["w"].tolist() == [1.0, 1.0]
     with pytest.raises(NormlabError, match=r"has no checkpoint at step 2; steps: \[1, 3\]"):
         run.restore_checkpoint({"w": np.zeros(2, np.float32)}, step=2)
+    with pytest.raises(NormlabError) as error:  # a wrong target names the checkpoint file it was read from
+        run.restore_checkpoint({"v": np.zeros(2, np.float32)})
+    assert str(error.value).startswith(f"checkpoint {store.path / 'checkpoints' / '000000003.msgpack'} has no array")
     arrays = run.read_arrays("start/views.npz")
     assert sorted(arrays) == ["dense0.w", "x"] and arrays["x"].tolist() == [0, 1, 2]
     np.testing.assert_array_equal(arrays["dense0.w"], np.eye(2, dtype=np.float32))
