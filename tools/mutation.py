@@ -137,7 +137,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sample", type=int, metavar="N", help="test only N mutants drawn at random")
     parser.add_argument("--seed", type=int, default=16, help="seed of --sample's draw (default 16)")
     parser.add_argument("--retest", action="store_true",
-                        help="re-test only the mutants (of the sample, if one was drawn) not killed last time")
+                        help="re-test only the mutants (of the sample, if one was drawn) not killed last time, "
+                             "except those judged equivalent")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(table))
     if unknown:
@@ -154,7 +155,9 @@ def main(argv=None) -> int:
             if sample_file.exists():
                 sampled = set(json.loads(sample_file.read_text())["mutants"])
                 previous = {name: result for name, result in previous.items() if name in sampled}
-            again = sorted(name for name, result in previous.items() if result not in ("killed", "timeout"))
+            equivalent = set(spec.get("equivalent", []))
+            again = sorted(name for name, result in previous.items()
+                           if result not in ("killed", "timeout") and name not in equivalent)
             prepare(module, spec)  # the current tests
             if again:
                 subprocess.run(mutmut_command("run", "--max-children", str(args.max_children), *again),
