@@ -158,6 +158,7 @@ def test_activation_histogram_boundaries_at_every_edge_and_just_beside_it():
         bins = [_bin_by_hand(float(v), edges) for v in np.asarray(layer).ravel()]
         want = np.bincount([b for b in bins if b is not None], minlength=4)
         np.testing.assert_array_equal(result[f"{name}.hist"], want)
+        assert result[f"{name}.hist"].dtype == result[f"{name}.outside"].dtype == jnp.int32  # counts, stored exact
         # exactly +-2 is inside; outside: the next floats beyond +-2, -2.5, 2.5 and -7 (or 7)
         assert int(result[f"{name}.outside"]) == bins.count(None) == 5
         assert want.sum() + 5 == values.size

@@ -321,3 +321,15 @@ def test_probes_are_registered_and_options_are_checked():
         HessianTopProbe(method="arnoldi")
     with pytest.raises(ValueError, match="bn_mode"):
         HessianTraceProbe(bn_mode="population")
+
+
+def test_a_curvature_built_without_a_piece_names_the_option_that_adds_it():
+    from normlab.probes.curvature import Curvature
+
+    bare = Curvature(hvp=None, theta=None, run=None, gradient=None)
+    with pytest.raises(ValueError) as error:
+        bare.loss_gradient()
+    assert str(error.value) == "this Curvature has no gradient: build it with need_gradient=True"
+    with pytest.raises(ValueError) as error:
+        bare.lanczos_run()
+    assert str(error.value) == "this Curvature has no Lanczos run: build it with need_run=True"

@@ -80,3 +80,16 @@ def test_a_probe_returns_what_it_declares(name):
     assert used and all(names <= set(getattr(probe, "needs", ())) for names in used)
     stacked = {key: np.stack([h[key] for h in history]) for key in history[0]}
     assert np.isfinite(headline_value(probe.headline, stacked, meta.get("layers")))
+
+
+def test_bundles_expand_in_order_without_repeats_and_unknown_names_list_the_valid_ones():
+    from normlab.errors import UnknownNameError
+    from normlab.probes import BUNDLES, expand_bundles, probe_names
+
+    assert expand_bundles(["ics", "cheap", "gradients"]) == ("ics", "activations", "gradients", "distance")
+    assert expand_bundles(["standard", "full"]) == BUNDLES["full"]
+    assert expand_bundles([]) == ()
+    with pytest.raises(UnknownNameError) as error:
+        expand_bundles(["cheap", "hessain_top"])
+    valid = ", ".join(sorted([*probe_names(), *BUNDLES]))
+    assert str(error.value) == f"unknown probe or bundle 'hessain_top'; valid: {valid}"

@@ -93,3 +93,28 @@ def test_missing_checkpoint_and_mismatched_target_are_one_line_errors(store):
         store.restore_checkpoint({"v": np.zeros(2, np.float32)})
     with pytest.raises(NormlabError, match="no checkpoint 7"):
         store.restore_checkpoint({"w": np.zeros(2, np.float32)}, step=7)
+
+
+def test_newest_valid_checkpoint_skips_a_truncated_one_and_one_whose_extra_changed(store):
+    for step in (1, 2, 3):
+        store.save_checkpoint(step, {"w": np.full(2, step, np.float32)}, extra={"at": step}, keep=3)
+    directory = store.path / "checkpoints"
+    newest = directory / "000000003.msgpack"
+    newest.write_bytes(newest.read_bytes()[:-5])  # a write cut short
+    (directory / "000000002.json").write_text('{"at": 20}')  # the extra no longer matches its checksum
+    step, damaged = RunStore.open(store.path).newest_valid_checkpoint()
+    assert step == 1
+    assert damaged == [(newest, "checksum mismatch (truncated or changed)"),
+                       (directory / "000000002.msgpack", "its 000000002.json is missing or changed")]
+    (directory / "000000001.json").unlink()
+    assert RunStore.open(store.path).newest_valid_checkpoint() == (None, damaged + [
+        (directory / "000000001.msgpack", "its 000000001.json is missing or changed")])
+
+
+def test_a_random_key_comes_back_with_its_own_implementation(store):
+    for impl in ("threefry2x32", "rbg"):
+        key = jax.random.key(3, impl=impl)
+        store.save_checkpoint(1, {"key": key})
+        _, restored = store.restore_checkpoint({"key": jax.random.key(0, impl=impl)})
+        assert jax.random.key_impl(restored["key"]) == jax.random.key_impl(key)
+        np.testing.assert_array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(key))

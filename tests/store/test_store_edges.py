@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from normlab.errors import NormlabError
-from normlab.store import RunStore, collect_provenance, load_run, new_run_dir
+from normlab.store import RunStore, check_output_root, collect_provenance, load_run, new_run_dir
 from normlab.store.files import read_json, write_json_atomically
 from normlab.store.provenance import package_version
 
@@ -121,3 +121,94 @@ def test_run_repr_and_unknown_network_message(store):
     assert repr(run) == f"Run({str(store.path)!r}, status='running')"
     with pytest.raises(NormlabError, match="unknown network for probe 'activations' 'baseline'"):
         run.probe("activations", "baseline")
+
+
+def test_truncate_keeps_the_checkpoint_taken_at_the_cut(store):
+    for step in (2, 4):
+        store.save_checkpoint(step, {"w": np.full(1, float(step))}, keep=3)
+    store.truncate_after(2)
+    assert store.checkpoint_steps() == [2]
+
+
+def test_a_run_is_created_under_missing_parents_and_in_an_empty_directory(tmp_path, make_store):
+    nested = RunStore.create(tmp_path / "a" / "b" / "run", config={}, provenance={}, metric_columns=["loss"])
+    assert nested.path.is_dir()
+    (tmp_path / "empty").mkdir()
+    assert make_store("empty").path == tmp_path / "empty"
+
+
+def test_an_output_root_that_is_a_file_under_a_file_or_unusable_is_one_line(tmp_path, monkeypatch):
+    import os
+
+    from normlab.store import writer
+
+    assert check_output_root(tmp_path / "new" / "runs") == tmp_path / "new" / "runs"
+    (tmp_path / "f").write_text("")
+    with pytest.raises(NormlabError) as error:
+        check_output_root(tmp_path / "f")
+    assert str(error.value) == (f"cannot make run directories under {tmp_path / 'f'}: it is a file; "
+                                "pass a directory to --out")
+    with pytest.raises(NormlabError) as error:
+        check_output_root(tmp_path / "f" / "runs")
+    assert str(error.value) == (f"cannot make run directories under {tmp_path / 'f' / 'runs'}: it lies under the file "
+                                f"{tmp_path / 'f'}; pass a directory to --out")
+    # Permissions cannot lock out root (the tests may run as root), so os.access answers no here.
+    asked = []
+    monkeypatch.setattr(writer.os, "access", lambda path, mode: asked.append((path, mode)) and False)
+    with pytest.raises(NormlabError) as error:
+        check_output_root(tmp_path / "new" / "runs")
+    assert asked == [(tmp_path, os.W_OK | os.X_OK)]
+    assert str(error.value) == (f"cannot make run directories under {tmp_path / 'new' / 'runs'}: {tmp_path} "
+                                "is not writable")
+
+
+def test_a_finished_run_restores_its_checkpoints_and_reads_its_arrays(store):
+    store.save_checkpoint(1, {"w": np.full(2, 1.0, np.float32)}, keep=3)
+    store.save_checkpoint(3, {"w": np.full(2, 3.0, np.float32)}, keep=3)
+    path = store.write_arrays("start/views.npz", {"x": np.arange(3), "dense0.w": np.eye(2, dtype=np.float32)})
+    assert path == store.path / "start" / "views.npz"
+    run = load_run(store.path)
+    step, tree = run.restore_checkpoint({"w": np.zeros(2, np.float32)})
+    assert step == 3 and tree["w"].tolist() == [3.0, 3.0]
+    step, tree = run.restore_checkpoint({"w": np.zeros(2, np.float32)}, step=1)
+    assert step == 1 and tree["w"].tolist() == [1.0, 1.0]
+    with pytest.raises(NormlabError, match=r"has no checkpoint at step 2; steps: \[1, 3\]"):
+        run.restore_checkpoint({"w": np.zeros(2, np.float32)}, step=2)
+    with pytest.raises(NormlabError) as error:  # a wrong target names the checkpoint file it was read from
+        run.restore_checkpoint({"v": np.zeros(2, np.float32)})
+    assert str(error.value).startswith(f"checkpoint {store.path / 'checkpoints' / '000000003.msgpack'} has no array")
+    arrays = run.read_arrays("start/views.npz")
+    assert sorted(arrays) == ["dense0.w", "x"] and arrays["x"].tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(arrays["dense0.w"], np.eye(2, dtype=np.float32))
+
+
+def test_a_run_without_checkpoints_says_so(store):
+    with pytest.raises(NormlabError, match="has no checkpoint$"):
+        load_run(store.path).restore_checkpoint({"w": np.zeros(2)})
+
+
+def test_a_jax_that_cannot_start_is_recorded_as_unknown(monkeypatch):
+    import jax
+
+    from normlab.store.provenance import jax_devices
+
+    def broken():
+        raise RuntimeError("no backend")
+
+    monkeypatch.setattr(jax, "devices", broken)
+    assert jax_devices() == {"backend": "unknown", "devices": []}
+
+
+def test_json_files_are_indented_two_spaces_and_end_with_a_newline():
+    from normlab.store.files import encode_json
+
+    expected = b'{\n  "a": [\n    1,\n    0.5\n  ],\n  "b": "\\u00e9"\n}\n'  # ASCII: non-ASCII escaped
+    assert encode_json({"a": [1, np.float32(0.5)], "b": "\u00e9"}) == expected
+
+
+def test_a_run_directory_without_its_metrics_file_is_named_damaged(store):
+    store.flush()
+    (store.path / "metrics.csv").unlink()
+    with pytest.raises(NormlabError) as error:
+        RunStore.open(store.path)
+    assert str(error.value) == f"{store.path} is a damaged run directory: metrics.csv is missing"

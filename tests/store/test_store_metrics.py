@@ -140,3 +140,14 @@ def test_files_without_a_kind_column_read_and_resume_as_before(make_store):
     reopened.flush()
     assert pd.read_csv(path).columns.tolist() == ["step", "network", "loss", "test_loss", "test_accuracy"]
     assert load_run(store.path).training("a")["step"].tolist() == [0, 1, 5]
+
+
+def test_jax_scalars_are_stored_as_numbers_and_jax_arrays_refused(store):
+    import jax.numpy as jnp
+
+    store.append_metrics([{"step": 0, "network": "bn", "loss": jnp.float32(0.5), "accuracy": jnp.asarray(1)}])
+    store.flush()
+    row = load_run(store.path).metrics.iloc[0]
+    assert row["loss"] == 0.5 and row["accuracy"] == 1
+    with pytest.raises(ValueError, match=r"^metric 'loss' must be a scalar, got an array of shape \(2,\)$"):
+        store.append_metrics([{"step": 1, "network": "bn", "loss": jnp.zeros(2)}])

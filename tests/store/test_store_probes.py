@@ -61,7 +61,7 @@ def test_unknown_probe_or_network_names_the_valid_ones(store):
     store.append_probe("activations", "bn", 0, histogram(0))
     store.flush()
     run = load_run(store.path)
-    with pytest.raises(UnknownNameError, match="valid: activations"):
+    with pytest.raises(UnknownNameError, match="^unknown probe 'weights'; valid: activations$"):
         run.probe("weights", "bn")
     with pytest.raises(UnknownNameError, match="valid: bn"):
         run.probe("activations", "baseline")
@@ -86,8 +86,11 @@ def test_arrays_must_keep_their_layout_within_a_flush(store):
 
 @pytest.mark.parametrize("name,network", [("../escape", "bn"), ("activations", "a/b"), (".hidden", "bn")])
 def test_names_that_are_not_plain_directory_names_are_rejected(store, name, network):
-    with pytest.raises(ValueError):
+    kind, bad = ("probe", name) if name != "activations" else ("network", network)
+    with pytest.raises(ValueError) as error:
         store.append_probe(name, network, 0, histogram(0))
+    assert str(error.value) == (f"{kind} name {bad!r} must be letters, digits, '_', '.' or '-' "
+                                "and must not start with '.' or '-'")
 
 
 def test_appended_arrays_are_copied(store):
@@ -96,3 +99,10 @@ def test_appended_arrays_are_copied(store):
     counts[:] = 7  # the caller reuses its buffer before the flush
     store.flush()
     assert load_run(store.path).probe("activations", "bn")["counts"].tolist() == [[0, 0, 0]]
+
+
+@pytest.mark.parametrize("key", ["step", 3, "a/b", "dense0..hist", "dense0.hist!"])
+def test_array_names_other_than_dotted_identifiers_or_the_step_column_are_rejected(store, key):
+    with pytest.raises(ValueError, match="identifiers joined by dots"):
+        store.append_probe("activations", "bn", 0, {key: np.zeros(2)})
+    store.append_probe("activations", "bn", 0, {"dense0.hist": np.zeros(2), "layer.0": np.zeros(1)})  # allowed
