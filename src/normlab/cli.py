@@ -85,7 +85,8 @@ def _command_run(args) -> int:
 
 def _refuse_study_options(args, what: str) -> None:
     given = [flag for flag, value in (("--seeds", args.seeds), ("--grid", args.grid), ("--base", args.base),
-                                      ("--jobs", args.jobs), ("--ray", args.ray), ("--address", args.address))
+                                      ("--jobs", args.jobs), ("--ray", args.ray), ("--address", args.address),
+                                      ("--vectorize", args.vectorize))
              if value]
     if given or args.threads_per_member != 1:
         flags = ", ".join(given or ["--threads-per-member"])
@@ -161,7 +162,10 @@ def _command_sweep(args) -> int:
 def _executor_options(args) -> dict:
     if args.address and not args.ray:
         raise NormlabError("--address names a Ray cluster: use it with --ray")
-    return {"executor": "ray" if args.ray else "local", "jobs": args.jobs,
+    if args.vectorize and args.ray:
+        raise NormlabError("--vectorize trains the members together in this process: give it without --ray")
+    executor = "vectorized" if args.vectorize else "ray" if args.ray else "local"
+    return {"executor": executor, "jobs": args.jobs,
             "threads_per_member": args.threads_per_member, "address": args.address}
 
 
@@ -459,6 +463,10 @@ def _executor_arguments(parser) -> None:
                         "1 runs them one after the other in this process)")
     parser.add_argument("--threads-per-member", type=int, default=1, metavar="T",
                         help="cores given to each member (its CPU affinity; default 1)")
+    parser.add_argument("--vectorize", action="store_true",
+                        help="train every member in one compiled step vmapped over the members, in this process "
+                        "(dense models: mlp, ioffe_mlp, dln; members differing only in seed and lr; on --resume: "
+                        "the members never started)")
     parser.add_argument("--ray", action="store_true", help="run the members as Ray tasks (needs the ray extra)")
     parser.add_argument("--address", metavar="ADDR",
                         help="the Ray cluster to join with --ray (e.g. ray://head:10001 or auto; default: "
