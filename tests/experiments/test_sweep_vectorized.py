@@ -22,7 +22,7 @@ from normlab.experiments.sweep import load_sweep
 from normlab.store import load_run
 
 # quickstart at width 1/4 on digits: 12 steps, 2 seeds x 2 learning rates.
-SETTINGS = ["width=0.25", "steps=12", "eval_every=4", "log_every=2", "probe_every=3", "probes=cheap",
+SETTINGS = ["width=0.25", "steps=12", "eval_every=4", "log_every=2", "probe_every=3", "probes=distance",
             "train_eval_size=360", "step_cost_repeats=1", "report=false"]
 GRID = ["--seeds", "0-1", "--grid", "lr=0.03,0.05"]
 MEMBERS = ["lr=0.03-seed=0", "lr=0.03-seed=1", "lr=0.05-seed=0", "lr=0.05-seed=1"]
