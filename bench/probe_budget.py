@@ -46,7 +46,7 @@ WORKLOADS = {
 }
 
 
-def loop(specs, states, probes, compiled, x, y, init, steps):
+def loop(config, specs, states, probes, compiled, x, y, init, steps):
     box = {"states": states}
 
     def run():
@@ -55,7 +55,8 @@ def loop(specs, states, probes, compiled, x, y, init, steps):
             due = active_probes(probes, step)
             key = frozenset(p.name for p in due)
             if key not in compiled:
-                compiled[key] = make_group_step(specs, due)
+                compiled[key] = make_group_step(specs, due, fused=config.group_step == "fused",
+                                                fast_compile=config.fast_compile)  # as the runner compiles it
             s, metrics, _ = compiled[key](s, x, y, jnp.asarray(step, jnp.int32), init)
         return metrics
     return run
@@ -84,8 +85,8 @@ def main() -> None:
             x, y = jnp.asarray(dataset.x_train[:n]), jnp.asarray(dataset.y_train[:n])
             init = probe_setups(probes, specs, states)
             times = interleaved_times({
-                "plain": loop(specs, states, (), compiled, x, y, init, args.steps),
-                "probed": loop(specs, states, probes, compiled, x, y, init, args.steps),
+                "plain": loop(config, specs, states, (), compiled, x, y, init, args.steps),
+                "probed": loop(config, specs, states, probes, compiled, x, y, init, args.steps),
             }, repeats=args.repeats)
             used = statistics.median(times["probed"]) / statistics.median(times["plain"]) - 1
             fastest = min(times["probed"]) / min(times["plain"]) - 1
