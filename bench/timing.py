@@ -21,17 +21,25 @@ def time_call(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def interleaved_times(
+    candidates: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Seconds of each call of each candidate, the candidates timed in alternation ``repeats`` times."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            time_call(fn)
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            samples[name].append(time_call(fn))
+    return samples
+
+
 def interleaved_medians(
     candidates: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1
 ) -> dict[str, float]:
     """Median seconds per call of each candidate, timed in alternation ``repeats`` times."""
-    for fn in candidates.values():
-        for _ in range(warmup):
-            time_call(fn)
-    samples = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            samples[name].append(time_call(fn))
+    samples = interleaved_times(candidates, repeats=repeats, warmup=warmup)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

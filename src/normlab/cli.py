@@ -85,7 +85,8 @@ def _command_run(args) -> int:
 
 def _refuse_study_options(args, what: str) -> None:
     given = [flag for flag, value in (("--seeds", args.seeds), ("--grid", args.grid), ("--base", args.base),
-                                      ("--jobs", args.jobs), ("--ray", args.ray), ("--address", args.address))
+                                      ("--jobs", args.jobs), ("--ray", args.ray), ("--address", args.address),
+                                      ("--vectorize", args.vectorize))
              if value]
     if given or args.threads_per_member != 1:
         flags = ", ".join(given or ["--threads-per-member"])
@@ -161,7 +162,10 @@ def _command_sweep(args) -> int:
 def _executor_options(args) -> dict:
     if args.address and not args.ray:
         raise NormlabError("--address names a Ray cluster: use it with --ray")
-    return {"executor": "ray" if args.ray else "local", "jobs": args.jobs,
+    if args.vectorize and args.ray:
+        raise NormlabError("--vectorize trains the members together in this process: give it without --ray")
+    executor = "vectorized" if args.vectorize else "ray" if args.ray else "local"
+    return {"executor": executor, "jobs": args.jobs,
             "threads_per_member": args.threads_per_member, "address": args.address}
 
 
@@ -336,13 +340,20 @@ def _settings_help() -> str:
             "checkpoints and probe steps they come to, and how epochs and steps interact):\n" + "\n".join(lines))
 
 
-def _add_size(parser) -> None:
+def _add_preset_command(commands, name: str, settings_help: str, *, help: str, preset_help: str, set_help: str):
+    """A command of a preset (run, sweep, config): the PRESET argument, --size and --set, and the
+    settings listed below its help."""
     from normlab.experiments.config import SIZES
 
+    parser = commands.add_parser(name, epilog=settings_help, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 help=help)
+    parser.add_argument("preset", nargs="?", help=preset_help)
     parser.add_argument(
         "--size", metavar="SIZE",
         help=f"the preset's size: {', '.join(SIZES)} (tiny: seconds on generated data; small: minutes on a "
         "laptop CPU, the default; paper: the paper's setting); --set applies on top")
+    parser.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help=set_help)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -354,17 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     settings_help = _settings_help()
 
-    run = commands.add_parser(
-        "run",
-        epilog=settings_help,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="run a preset (default: quickstart) and print its run directory",
-    )
-    run.add_argument("preset", nargs="?", help="preset or study name (see `normlab list`)")
-    run.add_argument(
-        "--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings (see `normlab config`)"
-    )
-    _add_size(run)
+    run = _add_preset_command(commands, "run", settings_help,
+                              help="run a preset (default: quickstart) and print its run directory",
+                              preset_help="preset or study name (see `normlab list`)",
+                              set_help="override settings (see `normlab config`)")
     run.add_argument("--out", default="runs", help="directory under which the run directory is made (default: runs)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -376,23 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     _executor_arguments(run)
     run.set_defaults(handler=_command_run)
 
-    sweep = commands.add_parser(
-        "sweep",
-        epilog=settings_help,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="run a preset over a grid of settings and several seeds",
-    )
-    sweep.add_argument("preset", nargs="?", help="preset name (default: quickstart)")
-    sweep.add_argument(
-        "--grid",
-        action="extend",
-        nargs="+",
-        metavar="KEY=V1,V2",
-        help="values to sweep (tuple settings: items joined by +, e.g. networks=none+batch)",
-    )
-    _add_size(sweep)
+    sweep = _add_preset_command(commands, "sweep", settings_help,
+                                help="run a preset over a grid of settings and several seeds",
+                                preset_help="preset name (default: quickstart)",
+                                set_help="settings shared by every member")
+    sweep.add_argument("--grid", action="extend", nargs="+", metavar="KEY=V1,V2",
+                       help="values to sweep (tuple settings: items joined by +, e.g. networks=none+batch)")
     sweep.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4 (default: 0)")
-    sweep.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="settings shared by every member")
     sweep.add_argument(
         "--out", default="runs", help="directory under which the sweep directory is made (default: runs)"
     )
@@ -417,15 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--width", type=float, default=1.0, help="width multiplier (vgg, mlp; default: 1.0)")
     describe.set_defaults(handler=_command_describe)
 
-    config = commands.add_parser(
-        "config",
-        epilog=settings_help,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="print every setting of a preset with its value, type and meaning",
-    )
-    config.add_argument("preset", nargs="?", help="preset name (default: quickstart)")
-    _add_size(config)
-    config.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="override settings first")
+    config = _add_preset_command(commands, "config", settings_help,
+                                 help="print every setting of a preset with its value, type and meaning",
+                                 preset_help="preset name (default: quickstart)", set_help="override settings first")
     config.set_defaults(handler=_command_config)
 
     report = commands.add_parser("report", help="write the HTML report of one or more run directories")
@@ -459,6 +447,10 @@ def _executor_arguments(parser) -> None:
                         "1 runs them one after the other in this process)")
     parser.add_argument("--threads-per-member", type=int, default=1, metavar="T",
                         help="cores given to each member (its CPU affinity; default 1)")
+    parser.add_argument("--vectorize", action="store_true",
+                        help="train every member in one compiled step vmapped over the members, in this process "
+                        "(dense models: mlp, ioffe_mlp, dln; members differing only in seed and lr; on --resume: "
+                        "the members never started)")
     parser.add_argument("--ray", action="store_true", help="run the members as Ray tasks (needs the ray extra)")
     parser.add_argument("--address", metavar="ADDR",
                         help="the Ray cluster to join with --ray (e.g. ray://head:10001 or auto; default: "

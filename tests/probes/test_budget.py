@@ -84,7 +84,23 @@ def test_measured_costs_are_ratios_to_the_plain_step_with_a_noise_floor():
         calls.append(due)
         return seconds[due]
 
-    costs = measured_costs(step_seconds, [cheap, costly], repeats=3)
+    costs = measured_costs(step_seconds, [cheap, costly], repeats=3, min_seconds=0)
     assert costs == {"cheap": MIN_COST_STEPS, "costly": pytest.approx(2.5)}
     assert len(calls) == 3 * 4  # a warm-up each, then three interleaved rounds
     assert calls[3:6] == [(), (cheap,), (costly,)]
+    # rounds go on until the timed calls add up to min_seconds (0.0549 s a round: 4 rounds for 0.2 s)
+    calls.clear()
+    measured_costs(step_seconds, [cheap, costly], repeats=3, min_seconds=0.2)
+    assert len(calls) == 3 * (1 + 4)
+
+
+def test_measured_costs_take_the_fastest_call_of_each_so_preemption_does_not_count():
+    class Named:
+        name = "probe"
+
+    probe = Named()
+    # a plain step of 10 ms and a probed one of 15 ms, slowed by preemption in 3 of the 5 plain
+    # calls (the medians, 20 and 15 ms, would make the probe look free); after the two warm-ups:
+    slowed = iter([1.0, 1.0] + [2.0, 1.0, 1.0, 1.5, 3.0, 1.0, 2.0, 1.0, 1.0, 2.0])
+    costs = measured_costs(lambda due: (0.015 if due else 0.010) * next(slowed), [probe], repeats=5, min_seconds=0)
+    assert costs == {"probe": pytest.approx(0.5)}

@@ -22,6 +22,13 @@ Executors:
   in their own session: Ctrl-C reaches this process, which passes it on to each worker once (a
   second Ctrl-C passes a second one: workers then stop at once), waits for them and records
   the interruption in sweep.json;
+- ``vectorized`` (``normlab sweep --vectorize``): every member in this process, trained together
+  in one compiled step vmapped over the members (``experiments.vectorized``: dense models, members
+  differing only in seed and lr; checked before anything is written). Resuming one: a member
+  with a run directory (interrupted, killed, failed) continues alone from its last checkpoint
+  (``run_member``: the checkpoints have the standalone structure), which gives the result of
+  its run alone, equal to the vectorized one to float32 rounding; the members never started
+  train vectorized together;
 - ``ray``: one Ray task per member (``ray.init(address)``, or the Ray instance already started
   in this process); results land in the same directory, which every worker must see (a shared
   filesystem). A task whose worker dies is retried by Ray (``max_retries``) and, being
@@ -64,7 +71,7 @@ from normlab.store.writer import now_iso
 
 SWEEP_FILE = "sweep.json"
 LOCK_FILE = ".sweep.lock"
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "vectorized")
 # A worker process: set its CPU affinity before anything imports JAX, then run one member.
 _WORKER_SHIM = (
     "import os, sys\n"
@@ -188,7 +195,7 @@ def run_sweep(
         "created": now_iso(),
         **(extra or {}),
     }
-    member_configs(content)  # validate every member before anything is written
+    _check_members(content, executor)  # validate every member before anything is written
     check_output_root(out)
     directory = new_run_dir(Path(out), label or f"sweep-{base.preset}")
     write_json_atomically(directory / SWEEP_FILE, content)
@@ -203,7 +210,7 @@ def resume_sweep(directory: str | Path, *, quiet: bool = False, executor: str = 
     _check_executor(executor, jobs, threads_per_member)
     directory = Path(directory)
     content = load_sweep(directory)
-    member_configs(content)
+    _check_members(content, executor)
     return directory, _execute(directory, content, quiet=quiet, executor=executor, jobs=jobs,
                                threads_per_member=threads_per_member, address=address)
 
@@ -220,9 +227,22 @@ def load_sweep(path: str | Path) -> dict:
     return read_json(file)
 
 
+def _check_members(content: dict, executor: str) -> None:
+    """Every member's config is valid and, for the ``vectorized`` executor, the members can train
+    in one vmapped step (``vectorized.check_members``: one line naming the setting)."""
+    configs = member_configs(content)
+    if executor == "vectorized":
+        from normlab.experiments.vectorized import check_members
+
+        check_members(configs)
+
+
 def _check_executor(executor: str, jobs: int | None, threads_per_member: int) -> None:
     if executor not in EXECUTORS:
         raise NormlabError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    if executor == "vectorized" and (jobs is not None or threads_per_member != 1):
+        raise NormlabError("vectorized members train together in this process: give no --jobs or "
+                           "--threads-per-member with --vectorize")
     if jobs is not None and jobs < 1:
         raise NormlabError(f"--jobs must be >= 1; got {jobs}")
     if threads_per_member < 1:
@@ -248,7 +268,7 @@ def _execute(directory: Path, content: dict, *, quiet: bool, executor: str, jobs
             else:
                 todo.append(index)
                 member["status"] = "pending" if state == "missing" else "unfinished"
-        content.update(status="running", executor=executor, jobs=1 if executor == "ray" else jobs,
+        content.update(status="running", executor=executor, jobs=jobs if executor == "local" else 1,
                        updated=now_iso())
         content.pop("interrupted_at", None)
         write_json_atomically(directory / SWEEP_FILE, content)
@@ -263,6 +283,8 @@ def _execute(directory: Path, content: dict, *, quiet: bool, executor: str, jobs
         try:
             if executor == "ray":
                 _run_on_ray(directory, members, configs, todo, finished, display, threads_per_member, address)
+            elif executor == "vectorized":
+                _run_vectorized(directory, members, configs, todo, finished, display, quiet)
             elif jobs == 1:
                 _run_here(directory, members, configs, todo, finished, display, quiet)
             else:
@@ -314,6 +336,34 @@ def _run_here(directory, members, configs, todo, finished, display, quiet) -> No
             traceback.print_exc()
             result = _failed_result(path, f"{type(error).__name__}: {error}")
         finished(index, result, time.monotonic() - began)
+
+
+def _run_vectorized(directory, members, configs, todo, finished, display, quiet) -> None:
+    """The members never started in one vmapped step; then, one after the other, the members
+    that have a run directory, each continuing alone from its checkpoint (see the module
+    docstring)."""
+    from normlab.experiments.runner import RunInterrupted
+    from normlab.experiments.vectorized import run_vectorized
+
+    fresh = [index for index in todo if not (directory / members[index]["dir"]).exists()]
+    if fresh:
+        paths = [directory / members[index]["dir"] for index in fresh]
+        began = time.monotonic()
+        try:
+            results = run_vectorized([configs[index] for index in fresh], paths, quiet=quiet, report=False)
+        except RunInterrupted:
+            raise
+        except Exception as error:  # one step for all: they fail together
+            if not isinstance(error, NormlabError):
+                import traceback
+
+                traceback.print_exc()
+            print(f"normlab: error in the vectorized members: {error}", file=sys.stderr, flush=True)
+            results = [_failed_result(path, str(error)) for path in paths]
+        for index, result in zip(fresh, results):
+            finished(index, result, time.monotonic() - began)
+    _run_here(directory, members, configs, [index for index in todo if index not in fresh], finished, display,
+              quiet)
 
 
 @dataclass

@@ -9,13 +9,14 @@ rate), stacks the K groups' states along a new leading axis and trains them with
 the runner's own group step (``compiled.group_step_function``) over the stacked states, the K
 stacked batches (each member's batch order from its own data seed) and the probes' step-0
 setups. Evaluation is vmapped the same way (the test split shared, each member's own training
-subset). Every member gets its normal run directory -- config, run.json, metrics.csv with train
-and eval rows, probes, checkpoints, start views, status and final metrics -- read by
-``load_run`` and ``normlab report`` like any run; run.json adds ``vectorized`` = ``{"members":
-K, "member": k}``. Its checkpoints have the standalone structure, so an interrupted member
-continues alone with ``resume_experiment`` (``normlab run --resume MEMBER``). Not yet an
-executor of ``experiments.sweep`` (nor of ``normlab sweep``): call it with the sweep's member
-configs (``sweep.member_config``).
+subset). Every member gets its normal run directory -- config, run.json (with ``step_seconds``
+when ``step_cost_repeats`` > 0: each member's standalone plain step timed as ``run_experiment``
+times it, before training), metrics.csv with train and eval rows, probes, checkpoints, start
+views, status and final metrics -- read by ``load_run`` and ``normlab report`` like any run;
+run.json adds ``vectorized`` = ``{"members": K, "member": k}``. Its checkpoints have the
+standalone structure, so an interrupted member continues alone with ``resume_experiment``
+(``normlab run --resume MEMBER``). ``normlab sweep --vectorize`` runs a sweep's members through
+it (``experiments.sweep``).
 
 What members may differ in: ``MEMBER_SETTINGS`` (seed, data_seed, lr); every other setting is
 shared. A learning rate that differs between members enters the compiled step as a number: the
@@ -53,6 +54,7 @@ finished (status ``diverged``, nothing written for it afterwards) while the othe
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +77,7 @@ from normlab.experiments.build import (
     parameter_count,
     total_steps,
 )
-from normlab.experiments.checks import check_against_data
+from normlab.experiments.checks import check_against_data, probe_schedule_note
 from normlab.experiments.compiled import eval_group, evaluate, group_step_function
 from normlab.experiments.config import Config, to_dict
 from normlab.experiments.pending import PendingResults
@@ -91,6 +93,7 @@ from normlab.experiments.runner import (
     batch_arrays,
     evaluation_rows,
     final_metrics,
+    network_step_seconds,
 )
 from normlab.experiments.start import write_start_views
 from normlab.probes import BUNDLES, active_probes, expand_bundles, probe_meta, probe_names, probe_setups
@@ -190,10 +193,17 @@ def run_vectorized(configs: Sequence[Config], run_dirs: Sequence[str | Path], *,
         check_against_data(config, dataset, specs, states)
         groups.append((specs, states))
     probes = build_probes(configs[0], total_steps(configs[0], dataset))
+    note = probe_schedule_note(configs[0], total_steps(configs[0], dataset))
+    if note:
+        print(f"normlab: warning: {note}", file=sys.stderr, flush=True)
     setups = [probe_setups(probes, specs, states) for specs, states in groups]
+    # Each member's standalone step, timed as run_experiment times it (on copies of its states).
+    step_seconds = [network_step_seconds(config, dataset, specs, states) if config.step_cost_repeats > 0 else None
+                    for config, (specs, states) in zip(configs, groups)]
     with ThreadPoolExecutor(max_workers=min(len(configs), WRITER_THREADS)) as pool:
-        arguments = [(index, len(configs), config, path, dataset, specs, states, probes)
-                     for index, (config, path, (specs, states)) in enumerate(zip(configs, paths, groups))]
+        arguments = [(index, len(configs), config, path, dataset, specs, states, probes, seconds)
+                     for index, (config, path, (specs, states), seconds)
+                     in enumerate(zip(configs, paths, groups, step_seconds))]
         members = _each(pool, lambda member_arguments: _create_member(*member_arguments), arguments)
         # Traced with member 0's specs: the members share every static setting, and a learning
         # rate that differs between them is passed in as a number.
@@ -206,15 +216,17 @@ def run_vectorized(configs: Sequence[Config], run_dirs: Sequence[str | Path], *,
 
 
 def _create_member(index: int, count: int, config: Config, path: Path, dataset: Dataset, specs, states,
-                   probes) -> _Member:
-    """The member's run store as ``run_experiment`` creates it (config, provenance, probe meta,
-    sizes, start views), plus ``vectorized`` in run.json."""
+                   probes, step_seconds: dict[str, float] | None) -> _Member:
+    """The member's run store as ``run_experiment`` creates it (config, provenance, step
+    seconds, probe meta, sizes, start views), plus ``vectorized`` in run.json."""
     store = RunStore.create(
         path,
         config=to_dict(config),
         provenance=collect_provenance(seeds={"seed": config.seed, "data_seed": config.data_seed}),
         metric_columns=METRIC_COLUMNS,
     )
+    if step_seconds is not None:
+        store.update_info(step_seconds=step_seconds)
     for probe in probes:
         store.set_probe_meta(probe.name, {"networks": {spec.name: probe_meta(probe, spec) for spec in specs}})
     total = total_steps(config, dataset)

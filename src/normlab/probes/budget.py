@@ -26,7 +26,6 @@ compiled step.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 
 from normlab.errors import NormlabError
@@ -100,22 +99,31 @@ def overhead(schedules: Mapping[str, tuple[int, ...]], costs: Mapping[str, float
 MIN_COST_STEPS = 0.1
 
 
-def measured_costs(step_seconds: Callable[[tuple], float], probes: Sequence, *, repeats: int = 5
-                   ) -> dict[str, float]:
-    """Each probe's cost in plain steps, ``median(t_p) / median(t_plain) - 1``, at least
+def measured_costs(step_seconds: Callable[[tuple], float], probes: Sequence, *, repeats: int = 5,
+                   min_seconds: float = 2.0, max_repeats: int = 40) -> dict[str, float]:
+    """Each probe's cost in plain steps, ``min(t_p) / min(t_plain) - 1``, at least
     ``MIN_COST_STEPS``.
 
-    ``step_seconds(due)`` runs one training step with the probes ``due`` (a tuple, ``()`` for the
-    plain step) and returns its wall time. One warm-up call each (it compiles), then the
-    candidates alternate ``repeats`` times, so machine noise hits them alike.
+    ``step_seconds(due)`` runs training steps with the probes ``due`` (a tuple, ``()`` for the
+    plain step) and returns the wall time per step. One warm-up call each (it compiles), then the
+    candidates alternate, so machine noise hits them alike: at least ``repeats`` rounds, more
+    (up to ``max_repeats``) until the timed calls add up to ``min_seconds``.
+
+    The minimum, not the median: on a shared machine a step's time is its own plus whatever
+    preemption hit it, a heavy tail (the mlp pair at load average 16 on 2 cores: fastest
+    2.5 ms, median 8 ms, the medians' cost ratios off by up to 1.5 steps between two halves
+    of one measurement); the fastest of many calls is the closest to the step's own time, for
+    the plain and the probed step alike.
     """
     candidates = [()] + [(probe,) for probe in probes]
     for due in candidates:
         step_seconds(due)
     samples: list[list[float]] = [[] for _ in candidates]
-    for _ in range(repeats):
+    timed = 0.0
+    while len(samples[0]) < repeats or (timed < min_seconds and len(samples[0]) < max_repeats):
         for i, due in enumerate(candidates):
             samples[i].append(step_seconds(due))
-    plain = statistics.median(samples[0])
-    return {probe.name: max(MIN_COST_STEPS, statistics.median(samples[i + 1]) / plain - 1.0)
+            timed += samples[i][-1]
+    plain = min(samples[0])
+    return {probe.name: max(MIN_COST_STEPS, min(samples[i + 1]) / plain - 1.0)
             for i, probe in enumerate(probes)}
