@@ -3,7 +3,8 @@
 A preset is a ``replace(default_config(), ...)`` with a one-line purpose: the paper and figure it
 reproduces (or, for quickstart and the CPU-sized curvature presets, what it is for). Its
 ``description`` is that purpose followed by the settings in which the preset differs from
-``default_config()``, generated from its config, so no setting is stated twice. Its ``sizes`` map every name of ``config.SIZES`` to the overrides that make that size:
+``default_config()``, generated from its config, so no setting is stated twice. Its ``sizes`` map
+every name of ``config.SIZES`` to the overrides that make that size:
 
 - ``tiny``: a few steps on generated data of the real shapes (``synthetic_mnist``,
   ``synthetic_fashion_mnist``, ``synthetic_cifar``; digits and dln_gaussian are offline already),
