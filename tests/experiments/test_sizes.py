@@ -115,13 +115,17 @@ def test_the_vgg_presets_share_one_tiny_and_one_small():
     vgg = [preset for preset in PRESETS.values() if preset.config.model == "vgg" and preset.name != "ghorbani_vgg"]
     assert len(vgg) == 4
     assert all(preset.sizes["tiny"] is vgg[0].sizes["tiny"] for preset in vgg)
-    # One small for all, but the learning rate: the width-1/8 VGG without BN dies at S18's lr 0.1 and at
-    # Part 2's 0.035 with momentum, so their small sizes lower it (santurkar_lp has no baseline to lose).
-    shared = {key: value for key, value in vgg[0].sizes["small"].items() if key != "lr"}
-    assert all({k: v for k, v in preset.sizes["small"].items() if k != "lr"} == shared for preset in vgg)
+    # One small for all, but the learning rate and the length: the width-1/8 VGG without BN dies at S18's
+    # lr 0.1 and at Part 2's 0.035 with momentum, so their small sizes lower it (santurkar_lp has no
+    # baseline to lose); santurkar_vgg runs twice as long, for measurements where its baseline learns.
+    own = ("lr", "steps")
+    shared = {key: value for key, value in vgg[0].sizes["small"].items() if key not in own}
+    assert all({k: v for k, v in preset.sizes["small"].items() if k not in own} == shared for preset in vgg)
     names = ("santurkar_vgg", "santurkar_noisy", "part2", "santurkar_lp")
     lrs = {name: preset_config(name, "small").lr for name in names}
     assert lrs == {"santurkar_vgg": 0.02, "santurkar_noisy": 0.02, "part2": 0.01, "santurkar_lp": 0.1}
+    steps = {name: preset_config(name, "small").steps for name in names}
+    assert steps == {"santurkar_vgg": 800, "santurkar_noisy": 400, "part2": 400, "santurkar_lp": 400}
     assert preset_config("santurkar_vgg", "tiny").width <= 1 / 32
 
 

@@ -1,8 +1,10 @@
 """Named presets, each in three sizes.
 
-A preset is a ``replace(default_config(), ...)`` with a one-line description: the paper's setting
-(for the presets that reproduce a paper) or the study's own (quickstart, the CPU-sized curvature
-presets). Its ``sizes`` map every name of ``config.SIZES`` to the overrides that make that size:
+A preset is a ``replace(default_config(), ...)`` with a one-line purpose: the paper and figure it
+reproduces (or, for quickstart and the CPU-sized curvature presets, what it is for). Its
+``description`` is that purpose followed by the settings in which the preset differs from
+``default_config()``, generated from its config, so no setting is stated twice. Its ``sizes`` map
+every name of ``config.SIZES`` to the overrides that make that size:
 
 - ``tiny``: a few steps on generated data of the real shapes (``synthetic_mnist``,
   ``synthetic_fashion_mnist``, ``synthetic_cifar``; digits and dln_gaussian are offline already),
@@ -17,8 +19,8 @@ presets of that family. ``preset_config(name, size)`` applies them and records `
 without a size a preset runs at its ``default_size`` (small for every preset: `normlab run` with
 no arguments is quickstart at small, its one size that is not tiny).
 
-Where a paper leaves a choice open the preset records ours in its description; every run writes
-its resolved config, so the choice is never silent.
+Where a paper leaves a choice open the preset's purpose says which setting is ours and why; every
+run writes its resolved config, so the choice is never silent.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from normlab.errors import NormlabError, check_name
-from normlab.experiments.config import SIZES, Config, default_config, validate
+from normlab.experiments.config import SIZES, Config, changed_settings, default_config, validate
 
 PART1_PROBES = ("activations", "gradients", "distance")
 SANTURKAR_PROBES = ("ics", "landscape", "predictiveness", "beta_smoothness", "activations", "distance")
@@ -61,6 +63,13 @@ VGG_SIZES = {"tiny": VGG_TINY, "small": VGG_SMALL, "paper": {}}
 # BN leaves its initial plateau and then dies (every ReLU of its upper layers off, loss back at ln 10
 # for good) within 300 steps on synthetic_cifar; at 0.02 it keeps learning (README, repro findings).
 S18_VGG_SIZES = VGG_SIZES | {"small": VGG_SMALL | dict(lr=0.02)}
+# santurkar_vgg's landscape comparison at small: 800 steps, not 400. At lr 0.02 the baseline sits near
+# its initial plateau (tiny gradient, so a tiny loss band) for ~350 steps while BN learns at once; over
+# 400 steps most of the 9 measurements fall on that plateau and BN's band and predictiveness come out
+# above the baseline's. Over 800 steps, from step 400 on (5 of the 9 measurements) both learn and the
+# baseline's band and predictiveness are 1-4 orders of magnitude above BN's, as in S18 Fig. 4
+# (measured; README, santurkar_vgg row). The noisy and lp presets compare no baseline's landscape.
+S18_LANDSCAPE_SIZES = S18_VGG_SIZES | {"small": S18_VGG_SIZES["small"] | dict(steps=800)}
 # Part 2's momentum 0.9 at small: lr 0.01 (its lr 0.035 kills the narrow baseline after ~100 steps).
 PART2_SIZES = VGG_SIZES | {"small": VGG_SMALL | dict(lr=0.01)}
 
@@ -69,23 +78,44 @@ FASHION_SIZES = {"tiny": tiny(dataset="synthetic_fashion_mnist"),
                  "small": dict(epochs=2, eval_every=117, log_every=39, probe_points=9), "paper": {}}
 
 # Presets already sized for a CPU (digits, the DLN's 1,000 Gaussian samples): small is the preset as
-# it is, and so is paper (a paper setting the preset could reach is named in its description).
+# it is, and so is paper (a paper setting the preset could reach is named in its purpose).
 CPU_SIZES = {"tiny": tiny(), "small": {}, "paper": {}}
 
 # The curvature probes at tiny: 10 Lanczos steps (the least hessian_k = concentration_k = 10 allow).
 CURVATURE_TINY = dict(lanczos_steps=10)
 
 
+# Not settings of a preset but its labels: the name it is run by and the size chosen with --size.
+LABEL_FIELDS = ("preset", "size")
+
+
 @dataclass(frozen=True)
 class Preset:
-    """``config``: the settings every size shares; ``sizes``: size -> overrides on top of it (every
-    name of ``SIZES``); ``default_size``: the size used when none is asked for."""
+    """``purpose``: what the preset reproduces (the paper and figure) or is for, and why it makes
+    the choices a paper leaves open; ``config``: the settings every size shares; ``sizes``: size ->
+    overrides on top of it (every name of ``SIZES``); ``default_size``: the size used when none is
+    asked for. Its settings are stated once, in ``config``: ``description`` lists them from there."""
 
     name: str
-    description: str
+    purpose: str
     config: Config
     sizes: Mapping[str, dict] = field(default_factory=lambda: {size: {} for size in SIZES})
     default_size: str = DEFAULT_SIZE
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """The settings (every size's) in which the preset differs from ``default_config()``."""
+        return {key: value for key, value in changed_settings(self.config, default_config()).items()
+                if key not in LABEL_FIELDS}
+
+    @property
+    def description(self) -> str:
+        """``purpose``, then ``settings`` as ``--set`` writes them (what `normlab list` and `normlab run`
+        print); the sizes' own overrides are shown by `normlab config PRESET --size S`."""
+        from normlab.report.runs import format_value  # the --set spelling; report (and matplotlib) on demand
+
+        settings = " ".join(f"{key}={format_value(value)}" for key, value in self.settings.items())
+        return f"{self.purpose}. Settings (all sizes, before the size's own): {settings or 'the defaults'}"
 
     def at_size(self, size: str | None = None) -> Config:
         """The validated config of size ``size`` (None: the default size), with ``Config.size`` set."""
@@ -100,12 +130,12 @@ def check_size(preset: Preset, size: str) -> str:
     return size
 
 
-def _preset(name: str, description: str, *, sizes: Mapping[str, dict], default_size: str = DEFAULT_SIZE,
+def _preset(name: str, purpose: str, *, sizes: Mapping[str, dict], default_size: str = DEFAULT_SIZE,
             **settings) -> Preset:
     missing = [size for size in SIZES if size not in sizes]
     if missing or set(sizes) - set(SIZES):
         raise NormlabError(f"preset {name!r} must define exactly the sizes {', '.join(SIZES)}; got {', '.join(sizes)}")
-    preset = Preset(name, description, validate(replace(default_config(), preset=name, **settings)), dict(sizes),
+    preset = Preset(name, purpose, validate(replace(default_config(), preset=name, **settings)), dict(sizes),
                     default_size)
     for size in SIZES:  # every size is a valid config, checked when normlab is imported
         preset.at_size(size)
@@ -144,9 +174,9 @@ S18_VGG: dict[str, Any] = dict(
 _PRESETS = [
     _preset(
         "quickstart",
-        "Part 1 study on the embedded digits data: mlp with and without BN, plain SGD lr 0.03 (with Part 1's "
-        "Adam 1e-3 both nets learn digits equally fast), batch 32, 10 epochs, well under a minute on 2 CPU cores "
-        "(its paper-sized sibling is part1)",
+        "The Part 1 study on the embedded digits data: mlp with and without BN, well under a minute on 2 CPU "
+        "cores (its paper-sized sibling is part1); plain SGD, as with Part 1's Adam both nets learn digits "
+        "equally fast",
         sizes=CPU_SIZES,
         **PART1
         | dict(dataset="digits", input_normalization="", optimizer="sgd", lr=0.03, epochs=10, eval_every=22,
@@ -154,16 +184,14 @@ _PRESETS = [
     ),
     _preset(
         "part1",
-        "seed notebook Part 1: mlp with/without BN on MNIST, Adam 1e-3, batch 32, 20 epochs, "
-        "inputs standardized then scaled to max 1",
+        "Seed notebook Part 1: mlp with and without BN on MNIST, inputs standardized then scaled to max 1",
         sizes={"tiny": tiny(dataset="synthetic_mnist"),
                "small": dict(epochs=2, eval_every=375, probe_points=21), "paper": {}},
         **PART1,
     ),
     _preset(
         "part2",
-        "seed notebook Part 2: vgg with/without BN on CIFAR-10, SGD momentum 0.9, lr 0.035, batch 128, "
-        "39 epochs, no augmentation",
+        "Seed notebook Part 2: vgg with and without BN on CIFAR-10 without augmentation, SGD with momentum",
         sizes=PART2_SIZES,
         dataset="cifar10",
         model="vgg",
@@ -178,9 +206,10 @@ _PRESETS = [
     ),
     _preset(
         "ioffe_mnist",
-        "BN15 Fig. 1: ioffe_mlp (3x100 sigmoid) on MNIST, batch 60, 50,000 steps; SGD lr 0.1 and kernels "
-        "N(0, 0.1^2) are our choice (BN15 states neither; with the model's default std 0.01 the network "
-        "without BN stays at chance); tracks a last-hidden-layer unit's 15/50/85th percentiles",
+        "BN15 Fig. 1: ioffe_mlp (3x100 sigmoid) with and without BN on MNIST, test accuracy over training and "
+        "a last-hidden-layer unit's 15/50/85th percentiles; lr and the kernels' init_std are our choice (BN15 "
+        "gives neither, only 'small random Gaussian values'; with the model's default std 0.01 the network "
+        "without BN stays at chance)",
         sizes={"tiny": tiny(dataset="synthetic_mnist"),
                "small": dict(steps=20_000, eval_every=1000, log_every=250, probe_points=41), "paper": {}},
         dataset="mnist",
@@ -199,7 +228,7 @@ _PRESETS = [
     ),
     _preset(
         "d2l_lenet",
-        "d2l BNLeNet on Fashion-MNIST: lenet with/without BN, SGD lr 0.1, batch 128, 10 epochs",
+        "d2l BNLeNet (d2l.ai, batch normalization) on Fashion-MNIST: lenet with and without BN",
         sizes=FASHION_SIZES,
         dataset="fashion_mnist",
         model="lenet",
@@ -212,18 +241,18 @@ _PRESETS = [
     ),
     _preset(
         "santurkar_vgg",
-        "S18 Fig. 3/4: vgg on CIFAR-10, no augmentation, batch 128, SGD lr 0.1, 15,000 steps, the "
-        "Santurkar probes",
-        sizes=S18_VGG_SIZES,
+        "S18 Fig. 3/4: internal covariate shift, loss landscape, gradient predictiveness and beta-smoothness of "
+        "vgg with and without BN on CIFAR-10 without augmentation, plain SGD",
+        sizes=S18_LANDSCAPE_SIZES,
         **S18_VGG,
         probes=SANTURKAR_PROBES,
     ),
     _preset(
         "santurkar_dln",
-        "S18 Fig. 3/4 deep linear network: dln k=25 on 1000 Gaussian samples, full-batch GD, lr 1e-3 on the "
-        "per-sample mean loss (= S18's lr 1e-6 on the loss summed over the 1000 samples), 10,000 steps, "
-        "landscape over [0.01, 30] x lr (small: S18's other rate, 1e-7 on the sum = 1e-4 on the mean, where "
-        "BN's G and G' decorrelate; at 1e-3 they stay aligned), 5,000 steps",
+        "S18 Fig. 3/4 on the deep linear network: dln (k=25) with and without BN on 1000 Gaussian samples, "
+        "full-batch GD; our loss is the per-sample mean, so S18's rates on the loss summed over the samples, "
+        "1e-6 and 1e-7, are 1000x larger here: the preset uses the first, small the second (where BN's G and G' "
+        "decorrelate; at the first they stay aligned)",
         sizes={**CPU_SIZES, "small": dict(lr=1e-4, steps=5000, eval_every=500, probe_points=21)},
         dataset="dln_gaussian",
         model="dln",
@@ -243,8 +272,8 @@ _PRESETS = [
 _PRESETS += [
     _preset(
         "santurkar_noisy",
-        "S18 Fig. 2/8: vgg on CIFAR-10 without norm, with BN and with noisy BN (S18 Alg. 1), SGD lr 0.1, "
-        "batch 128, 15,000 steps; activation moments for the drift figure",
+        "S18 Fig. 2/8: vgg on CIFAR-10 without norm, with BN and with noisy BN (S18 Alg. 1: BN's output shifted "
+        "and scaled by noise that changes every step), plain SGD; activation moments for the drift figure",
         sizes=S18_VGG_SIZES,
         **S18_VGG,
         networks=("none", "batch", "noisy"),
@@ -252,8 +281,8 @@ _PRESETS += [
     ),
     _preset(
         "santurkar_lp",
-        "S18 Fig. 5/6: vgg on CIFAR-10 with BN and l1, l2, linf normalization, SGD lr 0.1, batch 128, "
-        "15,000 steps",
+        "S18 Fig. 5/6: vgg on CIFAR-10 with BN and with l1, l2 and linf normalization, plain SGD; landscape, "
+        "predictiveness and beta-smoothness",
         sizes=VGG_SIZES,
         **S18_VGG,
         networks=("batch", "l1", "l2", "linf"),
@@ -262,7 +291,7 @@ _PRESETS += [
     _preset(
         "d2l_variants",
         "d2l exercises 4-5: BNLeNet on Fashion-MNIST with BN, mean-only, variance-only and no-affine "
-        "normalization against no norm, SGD lr 0.1, batch 128, 10 epochs",
+        "normalization against no norm",
         sizes=FASHION_SIZES,
         dataset="fashion_mnist",
         model="lenet",
@@ -285,10 +314,10 @@ G19: dict[str, Any] = dict(optimizer="momentum", momentum=0.9, probes=CURVATURE_
 _PRESETS += [
     _preset(
         "ghorbani_outliers",
-        "G19 Fig. 2-6 at CPU size: mlp with and without BN on digits, SGD momentum 0.9 lr 0.02, batch 32, "
-        "10 epochs; Hessian top-10 eigenvalues, SLQ density (40 Lanczos steps, 3 starts), trace, gradient "
-        "concentration in the top-10 subspace (--set probe_bn_mode=eval: the population-statistics Hessian; "
-        "G19's own networks are CIFAR-10 and ImageNet sized: small = paper here, see ghorbani_vgg --size paper)",
+        "G19 Fig. 2-6 at CPU size: mlp with and without BN on digits, SGD with momentum as G19 trains; the "
+        "Hessian's top eigenvalues (its outliers), SLQ spectral density, trace and the gradient's concentration "
+        "in the top subspace (--set probe_bn_mode=eval: the population-statistics Hessian; G19's own networks "
+        "are CIFAR-10 and ImageNet sized: small = paper here, see ghorbani_vgg --size paper)",
         sizes={**CPU_SIZES, "tiny": tiny(**CURVATURE_TINY)},
         **G19,
         dataset="digits",
@@ -303,9 +332,8 @@ _PRESETS += [
     ),
     _preset(
         "ghorbani_vgg",
-        "G19 on the narrow VGG (width 1/8) with and without BN on synthetic_cifar: SGD momentum 0.9 lr 0.02, "
-        "batch 128, 200 steps; Hessian top-10, SLQ density (20 steps, 2 starts), trace, gradient concentration "
-        "(paper: our choice of G19's scale, the full VGG on CIFAR-10 for 15,000 steps with 90 Lanczos steps)",
+        "G19's Hessian probes (as ghorbani_outliers) on a narrow VGG with and without BN on generated "
+        "CIFAR-shaped data, SGD with momentum (paper: our choice of G19's scale, the full VGG on CIFAR-10)",
         sizes={"tiny": VGG_TINY | CURVATURE_TINY, "small": {},
                "paper": dict(dataset="cifar10", width=1.0, steps=15_000, eval_every=500, log_every=50,
                              probe_points=31, lanczos_steps=90)},
@@ -324,10 +352,9 @@ _PRESETS += [
     ),
     _preset(
         "edge_of_stability",
-        "C21 Fig. 1 at CPU size: full-batch GD (plain SGD) on the first 256 digits, mlp with and without BN, "
-        "lr 0.05, 600 steps; sharpness (top Hessian eigenvalue, 20 Lanczos steps) at 61 steps against 2/lr "
-        "(sweep lr: normlab sweep edge_of_stability --grid lr=0.02,0.05,0.1; paper: C21's scale, 5,000 "
-        "CIFAR-10 images and tanh, with our cross-entropy loss and 5,000 steps)",
+        "C21 Fig. 1 at CPU size: full-batch GD on a subset of digits, mlp with and without BN; the sharpness (top "
+        "Hessian eigenvalue) against 2/lr (sweep lr: normlab sweep edge_of_stability --grid lr=0.02,0.05,0.1; "
+        "paper: C21's scale, 5,000 CIFAR-10 images and tanh, with our cross-entropy loss)",
         sizes={**CPU_SIZES,
                "paper": dict(dataset="cifar10", train_subset=5000, activation="tanh", steps=5000, eval_every=500,
                              log_every=100, probe_points=101)},
