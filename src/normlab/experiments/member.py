@@ -105,7 +105,7 @@ def _interrupt(signum, frame):
 
 def main(argv: list[str]) -> int:
     """Worker process: ``SWEEP_DIR INDEX PARENT_PID`` -> run member INDEX of that sweep."""
-    from normlab.experiments.runner import RunInterrupted
+    from normlab.experiments.interrupts import RunInterrupted
     from normlab.experiments.sweep import load_sweep, member_configs
 
     sweep_dir, index, parent = Path(argv[0]), int(argv[1]), int(argv[2])

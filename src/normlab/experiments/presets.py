@@ -142,7 +142,8 @@ def _preset(name: str, purpose: str, *, sizes: Mapping[str, dict], default_size:
     return preset
 
 
-# The seed notebook's Part 1 study (SCIENCE.md section 4); quickstart is its digits-sized twin.
+# The seed notebook's Part 1 study (mlp with and without BN on MNIST, their activation and gradient
+# distributions); quickstart is its digits-sized twin.
 PART1: dict[str, Any] = dict(
     dataset="mnist",
     input_normalization="standardize_max1",

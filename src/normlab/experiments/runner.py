@@ -61,7 +61,6 @@ from normlab.train.compile_time import CompileTimer
 TRAIN_COLUMNS = ["loss", "accuracy", "lr"]  # kind "train": the step's batch, before its update
 EVAL_COLUMNS = ["test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy"]  # kind "eval"
 METRIC_COLUMNS = TRAIN_COLUMNS + EVAL_COLUMNS
-_StopRequests = StopRequests  # the name experiments.vectorized imports
 
 # ------------------------------------------------------------------------------------ the loop
 

@@ -56,6 +56,7 @@ from typing import Any
 
 from normlab.errors import NormlabError
 from normlab.experiments.config import Config, apply_overrides, from_dict, parse_value, to_dict
+from normlab.experiments.interrupts import RunInterrupted
 from normlab.experiments.member import (
     EXIT_FINISHED,
     FINISHED,
@@ -317,8 +318,6 @@ def _failed_result(path: Path, error: str) -> RunResult:
 
 def _run_here(directory, members, configs, todo, finished, display, quiet) -> None:
     """Members one after the other in this process (each with its own progress bar)."""
-    from normlab.experiments.runner import RunInterrupted
-
     for index in todo:
         path = directory / members[index]["dir"]
         display.started(index)
@@ -327,22 +326,27 @@ def _run_here(directory, members, configs, todo, finished, display, quiet) -> No
             result = run_member(configs[index], path, quiet=quiet)
         except RunInterrupted:
             raise
-        except NormlabError as error:
-            print(f"normlab: error in member {members[index]['dir']}: {error}", file=sys.stderr, flush=True)
-            result = _failed_result(path, str(error))
         except Exception as error:  # one failing member does not cost the others
-            import traceback
-
-            traceback.print_exc()
-            result = _failed_result(path, f"{type(error).__name__}: {error}")
+            result = _failed_result(path, _reported_failure(error, f"member {members[index]['dir']}"))
         finished(index, result, time.monotonic() - began)
+
+
+def _reported_failure(error: Exception, what: str) -> str:
+    """Print why ``what`` failed -- a ``NormlabError`` in one line, anything else (a bug) with its
+    traceback -- and return the text its status records."""
+    if isinstance(error, NormlabError):
+        print(f"normlab: error in {what}: {error}", file=sys.stderr, flush=True)
+        return str(error)
+    import traceback
+
+    traceback.print_exc()
+    return f"{type(error).__name__}: {error}"
 
 
 def _run_vectorized(directory, members, configs, todo, finished, display, quiet) -> None:
     """The members never started in one vmapped step; then, one after the other, the members
     that have a run directory, each continuing alone from its checkpoint (see the module
     docstring)."""
-    from normlab.experiments.runner import RunInterrupted
     from normlab.experiments.vectorized import run_vectorized
 
     fresh = [index for index in todo if not (directory / members[index]["dir"]).exists()]
@@ -354,12 +358,8 @@ def _run_vectorized(directory, members, configs, todo, finished, display, quiet)
         except RunInterrupted:
             raise
         except Exception as error:  # one step for all: they fail together
-            if not isinstance(error, NormlabError):
-                import traceback
-
-                traceback.print_exc()
-            print(f"normlab: error in the vectorized members: {error}", file=sys.stderr, flush=True)
-            results = [_failed_result(path, str(error)) for path in paths]
+            text = _reported_failure(error, "the vectorized members")
+            results = [_failed_result(path, text) for path in paths]
         for index, result in zip(fresh, results):
             finished(index, result, time.monotonic() - began)
     _run_here(directory, members, configs, [index for index in todo if index not in fresh], finished, display,

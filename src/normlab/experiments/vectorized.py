@@ -80,14 +80,13 @@ from normlab.experiments.build import (
 from normlab.experiments.checks import check_against_data, probe_schedule_note
 from normlab.experiments.compiled import eval_group, evaluate, group_step_function
 from normlab.experiments.config import Config, to_dict
+from normlab.experiments.interrupts import RunInterrupted, StopRequests
 from normlab.experiments.pending import PendingResults
 from normlab.experiments.presets import PRESETS, preset_defaults
 from normlab.experiments.progress import Progress
 from normlab.experiments.runner import (
     METRIC_COLUMNS,
-    RunInterrupted,
     RunResult,
-    _StopRequests,
     _train_eval_subset,
     _with_report,
     batch_arrays,
@@ -409,7 +408,7 @@ def _train(members: list[_Member], dataset: Dataset, specs, states, setups, prob
         with (
             CompileTimer() as compile_timer,
             CacheEvents() as cache_events,
-            _StopRequests() as stop,
+            StopRequests() as stop,
             Progress(total, tuple(f"{name} (mean of {len(members)})" for name in names), quiet) as progress,
         ):
             run_evaluation(0)

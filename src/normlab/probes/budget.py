@@ -110,10 +110,8 @@ def measured_costs(step_seconds: Callable[[tuple], float], probes: Sequence, *, 
     (up to ``max_repeats``) until the timed calls add up to ``min_seconds``.
 
     The minimum, not the median: on a shared machine a step's time is its own plus whatever
-    preemption hit it, a heavy tail (the mlp pair at load average 16 on 2 cores: fastest
-    2.5 ms, median 8 ms, the medians' cost ratios off by up to 1.5 steps between two halves
-    of one measurement); the fastest of many calls is the closest to the step's own time, for
-    the plain and the probed step alike.
+    preemption hit it, a heavy tail; the fastest of many calls is the closest to the step's own
+    time, for the plain and the probed step alike (``bench/probe_budget.py`` prints both).
     """
     candidates = [()] + [(probe,) for probe in probes]
     for due in candidates:
