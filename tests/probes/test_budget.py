@@ -9,7 +9,9 @@ import pytest
 
 from normlab.errors import NormlabError
 from normlab.probes.budget import (
+    MAX_BLOCK_STEPS,
     MIN_COST_STEPS,
+    block_length,
     budget_schedules,
     log_dense_steps,
     measured_costs,
@@ -77,21 +79,44 @@ def test_measured_costs_are_ratios_to_the_plain_step_with_a_noise_floor():
             self.name = name
 
     cheap, costly = Named("cheap"), Named("costly")
-    seconds = {(): 0.010, (cheap,): 0.0099, (costly,): 0.035}
+    seconds = {(): 0.030, (cheap,): 0.0299, (costly,): 0.055}  # blocks of one 30 ms step
     calls = []
 
-    def step_seconds(due):
-        calls.append(due)
+    def block_seconds(due, steps):
+        calls.append((due, steps))
         return seconds[due]
 
-    costs = measured_costs(step_seconds, [cheap, costly], repeats=3, min_seconds=0)
-    assert costs == {"cheap": MIN_COST_STEPS, "costly": pytest.approx(2.5)}
-    assert len(calls) == 3 * 4  # a warm-up each, then three interleaved rounds
-    assert calls[3:6] == [(), (cheap,), (costly,)]
-    # rounds go on until the timed calls add up to min_seconds (0.0549 s a round: 4 rounds for 0.2 s)
+    costs = measured_costs(block_seconds, [cheap, costly], repeats=3, min_seconds=0)
+    assert costs == {"cheap": MIN_COST_STEPS, "costly": pytest.approx(25 / 30)}
+    assert calls[0] == ((), 1)  # the first plain call sizes the blocks: 30 ms needs no more steps
+    assert len(calls) == 1 + 3 * 4  # a warm-up each, then three interleaved rounds
+    assert [due for due, _ in calls[4:7]] == [(), (cheap,), (costly,)]
+    assert {steps for _, steps in calls[1:]} == {1}
+    # rounds go on until the timed blocks add up to min_seconds (0.1149 s a round: 2 rounds for 0.2 s)
     calls.clear()
-    measured_costs(step_seconds, [cheap, costly], repeats=3, min_seconds=0.2)
-    assert len(calls) == 3 * (1 + 4)
+    measured_costs(block_seconds, [cheap, costly], repeats=1, min_seconds=0.2)
+    assert len(calls) == 1 + 3 * (1 + 2)
+
+
+def test_a_fast_step_is_timed_in_blocks_and_the_cost_is_per_loop_step():
+    """A 1 ms step is timed in blocks of 16 (at most MAX_BLOCK_STEPS, MIN_BLOCK_SECONDS long),
+    and the cost is what the probe adds to a block, in the block's own per-step time: a probe step
+    that costs 3 ms more in the loop is 3 plain steps, however long the step takes alone."""
+    class Named:
+        name = "probe"
+
+    probe = Named()
+    seen = []
+
+    def block_seconds(due, steps):
+        seen.append(steps)
+        alone = 0.002 if steps == 1 else None  # one step timed alone: dispatch not overlapped
+        return alone if alone is not None else 0.001 * steps + (0.003 if due else 0.0)
+
+    assert block_length(0.002) == 10 and block_length(0.5) == 1 and block_length(1e-5) == MAX_BLOCK_STEPS
+    costs = measured_costs(block_seconds, [probe], repeats=2, min_seconds=0)
+    assert seen[0] == 1 and set(seen[1:]) == {block_length(0.002)}
+    assert costs == {"probe": pytest.approx(3.0)}
 
 
 def test_measured_costs_take_the_fastest_call_of_each_so_preemption_does_not_count():
@@ -100,7 +125,9 @@ def test_measured_costs_take_the_fastest_call_of_each_so_preemption_does_not_cou
 
     probe = Named()
     # a plain step of 10 ms and a probed one of 15 ms, slowed by preemption in 3 of the 5 plain
-    # calls (the medians, 20 and 15 ms, would make the probe look free); after the two warm-ups:
-    slowed = iter([1.0, 1.0] + [2.0, 1.0, 1.0, 1.5, 3.0, 1.0, 2.0, 1.0, 1.0, 2.0])
-    costs = measured_costs(lambda due: (0.015 if due else 0.010) * next(slowed), [probe], repeats=5, min_seconds=0)
+    # calls (the medians, 20 and 15 ms, would make the probe look free); after the sizing call and
+    # the two warm-ups:
+    slowed = iter([1.0, 1.0, 1.0] + [2.0, 1.0, 1.0, 1.5, 3.0, 1.0, 2.0, 1.0, 1.0, 2.0])
+    costs = measured_costs(lambda due, steps: (0.010 * steps + (0.005 if due else 0.0)) * next(slowed), [probe],
+                           repeats=5, min_seconds=0)
     assert costs == {"probe": pytest.approx(0.5)}

@@ -187,8 +187,9 @@ def _with_report(result: RunResult, wanted: bool) -> RunResult:
 
 
 def choose_probe_schedule(config, dataset, specs, states, probes, compiled) -> dict:
-    """Under ``probe_budget``: time each probe's group step against the plain one on the first
-    batch (copies of the states, results dropped), then choose its steps (``probes/budget.py``).
+    """Under ``probe_budget``: time blocks of loop steps whose first step runs one probe against
+    blocks of plain steps, on the first batch (copies of the states, results dropped), then choose
+    each probe's steps (``probes/budget.py``: ``measured_costs``, ``budget_schedules``).
 
     Returns what ``run.json`` records as ``probe_schedule``: budget, measured costs (plain
     steps), steps per probe. The divergence probe keeps its fixed ``divergence_steps``.
@@ -197,14 +198,17 @@ def choose_probe_schedule(config, dataset, specs, states, probes, compiled) -> d
     x, y = first_batch(config, dataset)
     setups = probe_setups(probes, specs, states)
 
-    def step_seconds(due):
+    def step_function(due):
         key = frozenset(p.name for p in due)
         if key not in compiled:
             compiled[key] = make_group_step(specs, due, fused=config.group_step == "fused",
                                             fast_compile=config.fast_compile)
-        return _timed_step(compiled[key], states, x, y, setups)
+        return compiled[key]
 
-    costs = measured_costs(step_seconds, budgeted)
+    def block_seconds(due, steps):
+        return _timed_block(step_function(due), step_function(()), states, x, y, setups, steps)
+
+    costs = measured_costs(block_seconds, budgeted)
     total = total_steps(config, dataset)
     steps = budget_schedules(total, config.probe_budget, costs)
     return {"budget": config.probe_budget, "costs": costs,
@@ -220,7 +224,7 @@ def network_step_seconds(config, dataset, specs, states) -> dict[str, float]:
     steps = [make_group_step((spec,), ()) for spec in specs]
 
     def seconds(index: int) -> float:
-        return _timed_step(steps[index], (states[index],), x, y, ({},))
+        return _timed_block(steps[index], steps[index], (states[index],), x, y, ({},), 1)
 
     for index in range(len(specs)):
         seconds(index)  # compiles
@@ -238,13 +242,19 @@ def first_batch(config: Config, dataset: Dataset):
     return _batch(config, dataset, batch_iterator(config, dataset), 0)
 
 
-def _timed_step(step_function, states, x, y, setups) -> float:
-    """Wall seconds of one call of a compiled group step at step 0, on copies of ``states`` (the
-    step donates its inputs), results dropped."""
-    copies = jax.tree.map(jnp.copy, states)
-    jax.block_until_ready(copies)
+def _timed_block(first, plain, states, x, y, setups, steps: int) -> float:
+    """Wall seconds of ``steps`` training steps run as the loop runs them: ``first`` at step 0 and
+    ``plain`` after it, dispatched back to back on copies of ``states`` (a step donates its
+    inputs), waited for at the end, the first step's outputs read back to the host as the loop's
+    ``read_back`` does; results dropped."""
+    current = jax.tree.map(jnp.copy, states)
+    jax.block_until_ready(current)
     begin = time.perf_counter()
-    jax.block_until_ready(step_function(copies, x, y, jnp.asarray(0, jnp.int32), setups))
+    current, _metrics, outputs = first(current, x, y, jnp.asarray(0, jnp.int32), setups)
+    for step in range(1, steps):
+        current, _metrics, _outputs = plain(current, x, y, jnp.asarray(step, jnp.int32), setups)
+    jax.device_get(outputs)
+    jax.block_until_ready(current)
     return time.perf_counter() - begin
 
 

@@ -98,30 +98,54 @@ def overhead(schedules: Mapping[str, tuple[int, ...]], costs: Mapping[str, float
 # a probe timed as free on a busy machine would otherwise be scheduled at every step.
 MIN_COST_STEPS = 0.1
 
+# A timed block lasts at least this long, and has at most MAX_BLOCK_STEPS steps (see block_length).
+MIN_BLOCK_SECONDS = 0.02
+MAX_BLOCK_STEPS = 16
 
-def measured_costs(step_seconds: Callable[[tuple], float], probes: Sequence, *, repeats: int = 5,
-                   min_seconds: float = 2.0, max_repeats: int = 40) -> dict[str, float]:
-    """Each probe's cost in plain steps, ``min(t_p) / min(t_plain) - 1``, at least
-    ``MIN_COST_STEPS``.
 
-    ``step_seconds(due)`` runs training steps with the probes ``due`` (a tuple, ``()`` for the
-    plain step) and returns the wall time per step. One warm-up call each (it compiles), then the
-    candidates alternate, so machine noise hits them alike: at least ``repeats`` rounds, more
-    (up to ``max_repeats``) until the timed calls add up to ``min_seconds``.
+def block_length(step_seconds: float) -> int:
+    """Steps per timed block: enough that a block of plain steps lasts ``MIN_BLOCK_SECONDS``, at
+    most ``MAX_BLOCK_STEPS``, at least 1.
 
-    The minimum, not the median: on a shared machine a step's time is its own plus whatever
-    preemption hit it, a heavy tail; the fastest of many calls is the closest to the step's own
-    time, for the plain and the probed step alike (``bench/probe_budget.py`` prints both).
+    Why blocks: the training loop dispatches steps back to back without waiting for them, so for
+    a small network a plain step in the loop costs less than one timed on its own, and a probe
+    step can slow the steps right after it (``bench/probe_budget.py`` shows both). A
+    probe's cost is what it adds to a block of loop steps, in loop steps; for a step of 20 ms or
+    more (a conv net) these effects are lost in the step itself and a block is one step.
     """
+    if not step_seconds > 0:
+        return MAX_BLOCK_STEPS
+    return max(1, min(MAX_BLOCK_STEPS, math.ceil(MIN_BLOCK_SECONDS / step_seconds)))
+
+
+def measured_costs(block_seconds: Callable[[tuple, int], float], probes: Sequence, *, repeats: int = 5,
+                   min_seconds: float = 2.0, max_repeats: int = 40) -> dict[str, float]:
+    """Each probe's cost in plain loop steps, at least ``MIN_COST_STEPS``:
+
+        c_p = (min(T_p) - min(T_0)) / (min(T_0) / n)
+
+    ``block_seconds(due, n)`` runs ``n`` training steps as the training loop does (dispatched back
+    to back, waited for at the end, the outputs read back), the first with the probes ``due`` (a
+    tuple, ``()`` for none) and the rest plain, and returns the block's wall time: ``T_p`` for
+    ``due = (p,)``, ``T_0`` for ``()``. ``n = block_length`` of the first plain call. One warm-up
+    call each (it compiles), then the candidates alternate, so machine noise hits them alike: at
+    least ``repeats`` rounds, more (up to ``max_repeats``) until the timed blocks add up to
+    ``min_seconds``. With ``n = 1`` this is ``min(t_p) / min(t) - 1``.
+
+    The minimum, not the median: on a shared machine a block's time is its own plus whatever
+    preemption hit it, a heavy tail; the fastest of many is the closest to its own time, for the
+    plain and the probed block alike (``bench/probe_budget.py`` prints both).
+    """
+    steps = block_length(block_seconds((), 1))
     candidates = [()] + [(probe,) for probe in probes]
     for due in candidates:
-        step_seconds(due)
+        block_seconds(due, steps)
     samples: list[list[float]] = [[] for _ in candidates]
     timed = 0.0
     while len(samples[0]) < repeats or (timed < min_seconds and len(samples[0]) < max_repeats):
         for i, due in enumerate(candidates):
-            samples[i].append(step_seconds(due))
+            samples[i].append(block_seconds(due, steps))
             timed += samples[i][-1]
     plain = min(samples[0])
-    return {probe.name: max(MIN_COST_STEPS, min(samples[i + 1]) / plain - 1.0)
+    return {probe.name: max(MIN_COST_STEPS, (min(samples[i + 1]) - plain) / (plain / steps))
             for i, probe in enumerate(probes)}
