@@ -31,6 +31,8 @@ BENCHMARKS = [
     ),
     ("first-step compile of the narrow VGG pair", "compile_vgg.py", [], []),
     ("train step against PyTorch eager (skipped without torch)", "torch_compare.py", [], ["--repeats", "3"]),
+    ("where the narrow VGG step's time goes, piece by piece, vs PyTorch", "vgg_profile.py", [],
+     ["--repeats", "3"]),
     ("first run vs repeat with the persistent compilation cache", "compile_cache.py", [], ["--repeats", "1"]),
     ("probing overhead under probe_budget", "probe_budget.py", [], ["--steps", "120", "--repeats", "2"]),
     ("8 seeds in one vmapped step vs 8 runs one after another", "vectorized_seeds.py", [],

@@ -13,25 +13,33 @@ from collections.abc import Callable
 
 import jax
 
+# What a benchmark can time with: wall-clock seconds, or the CPU seconds of all the process's
+# threads. On a machine loaded by other jobs the wall clock counts the time this process waits to
+# be scheduled; CPU time does not, so with the process pinned to one core (``taskset -c 1``, one
+# thread for XLA and PyTorch alike) it measures the work alone. With several threads CPU time
+# also counts threads spinning while they wait, so it is only a fair clock pinned to one core.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
-def time_call(fn: Callable[[], object]) -> float:
-    """Seconds for one call of ``fn``, waiting for its device results."""
-    start = time.perf_counter()
+
+def time_call(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds (of ``clock``) for one call of ``fn``, waiting for its device results."""
+    start = clock()
     jax.block_until_ready(fn())
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def interleaved_times(
-    candidates: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1
+    candidates: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Seconds of each call of each candidate, the candidates timed in alternation ``repeats`` times."""
     for fn in candidates.values():
         for _ in range(warmup):
-            time_call(fn)
+            time_call(fn, clock)
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
-            samples[name].append(time_call(fn))
+            samples[name].append(time_call(fn, clock))
     return samples
 
 
