@@ -46,6 +46,13 @@ def test_list_shows_every_registry():
         assert f"  {name} " in result.stdout
 
 
+def test_list_describes_each_preset_at_its_default_size():
+    """santurkar_vgg's shared settings say S18's lr 0.1; its small size, the default, runs 0.02."""
+    line = next(line for line in normlab("list").stdout.splitlines() if line.startswith("  santurkar_vgg "))
+    assert "Settings at size small: " in line and " lr=0.02 " in line and " steps=800 " in line
+    assert "lr=0.1 " not in line
+
+
 def test_unknown_preset(tmp_path):
     assert_one_line_error(normlab("run", "part9", "--out", str(tmp_path)), "unknown preset 'part9'", "quickstart")
     assert not any(tmp_path.iterdir()), "nothing is written for a bad command"

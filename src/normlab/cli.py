@@ -74,7 +74,7 @@ def _command_run(args) -> int:
 
             config = replace(config, report=False)
         if not args.quiet:
-            _print(f"normlab run {preset.name} --size {config.size}: {preset.description}")
+            _print(f"normlab run {preset.name} --size {config.size}: {preset.description(config.size)}")
         result = run_experiment(config, out=args.out, quiet=args.quiet)
     _print_summary(result, quiet=args.quiet)
     if result.report is not None and not args.quiet:
@@ -214,7 +214,7 @@ def _command_list(args) -> int:
          {name: f"{study.description} [base {study.base}; sizes: "
           + ", ".join(size + (" (default)" if size == study.default_size else "") for size in study.sizes)
           + "]" for name, study in STUDIES.items()}),
-        ("presets", {name: f"{preset.description} [sizes: "
+        ("presets", {name: f"{preset.description()} [sizes: "
                      + ", ".join(size + (" (default)" if size == preset.default_size else "") for size in preset.sizes)
                      + "]" for name, preset in PRESETS.items()}),
         ("datasets", DATASETS),

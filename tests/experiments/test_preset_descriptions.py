@@ -1,4 +1,5 @@
-"""A preset's description: its purpose, then the settings it changes, generated from its config."""
+"""A preset's description: its purpose, then the settings one size runs, generated from its config
+and that size's overrides."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ from dataclasses import fields, replace
 import pytest
 
 from normlab.experiments import PRESETS, default_config
-from normlab.experiments.config import Config, parse_value
+from normlab.experiments.config import SIZES, Config, parse_value
 from normlab.experiments.presets import Preset
 
-SETTINGS_MARK = ". Settings (all sizes, before the size's own): "
 
-
-def described_settings(preset: Preset) -> dict[str, object]:
-    """The description's settings part parsed back as ``--set`` would parse it."""
-    purpose, mark, settings = preset.description.partition(SETTINGS_MARK)
+def described_settings(preset: Preset, size: str | None = None) -> dict[str, object]:
+    """The description's settings part (at ``size``) parsed back as ``--set`` would parse it."""
+    shown = preset.default_size if size is None else size
+    purpose, mark, settings = preset.description(size).partition(f". Settings at size {shown}: ")
     assert mark and purpose == preset.purpose
     if settings == "the defaults":
         return {}
@@ -23,21 +23,38 @@ def described_settings(preset: Preset) -> dict[str, object]:
     return {key: parse_value(key, text) for key, text in pairs}
 
 
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_description_names_exactly_the_fields_that_differ_from_the_default_config(name):
+def test_description_names_exactly_the_fields_the_size_runs_differently_from_the_default_config(name, size):
     preset = PRESETS[name]
-    default = default_config()
-    differing = {f.name: getattr(preset.config, f.name) for f in fields(Config)
-                 if getattr(preset.config, f.name) != getattr(default, f.name)}
-    differing.pop("preset")  # the preset's name is its label, not one of its settings
-    assert described_settings(preset) == differing  # same keys, and each value reads back as the config's
+    runs, default = preset.at_size(size), default_config()
+    differing = {f.name: getattr(runs, f.name) for f in fields(Config)
+                 if getattr(runs, f.name) != getattr(default, f.name)}
+    for label in ("preset", "size"):  # the preset's name and size are its labels, not its settings
+        differing.pop(label)
+    assert described_settings(preset, size) == differing  # same keys, each value reads back as the size's
+
+
+def test_description_shows_the_size_not_the_shared_settings():
+    """santurkar_vgg shares S18's lr 0.1 and 15,000 steps, but its small size runs lr 0.02 for 800
+    steps: the description without a size is the default size's (what `normlab list` prints)."""
+    preset = PRESETS["santurkar_vgg"]
+    assert preset.config.lr == 0.1
+    small = described_settings(preset, "small")
+    assert small["lr"] == 0.02 and small["steps"] == 800 and small["dataset"] == "synthetic_cifar"
+    assert described_settings(preset) == small
+    assert described_settings(preset, "paper")["lr"] == 0.1
 
 
 def test_description_follows_the_config_not_a_text():
     """A preset changed in one setting is described with that setting and no other."""
     plain = Preset("plain", "a purpose", replace(default_config(), preset="plain"))
-    assert plain.description.endswith(SETTINGS_MARK + "the defaults")
+    assert plain.description().endswith(". Settings at size small: the defaults")
     assert described_settings(plain) == {}
     changed = replace(plain, config=replace(plain.config, lr=0.25, networks=("batch", "l2"), full_batch=True))
     assert described_settings(changed) == {"networks": ("batch", "l2"), "lr": 0.25, "full_batch": True}
-    assert list(changed.settings) == ["networks", "lr", "full_batch"]  # in the config's field order
+    assert list(changed.settings()) == ["networks", "lr", "full_batch"]  # in the config's field order
+    sized = replace(changed, sizes={**changed.sizes, "tiny": {"lr": 0.5, "steps": 3}})
+    assert described_settings(sized, "tiny") == {"networks": ("batch", "l2"), "lr": 0.5, "steps": 3,
+                                                  "full_batch": True}
+    assert described_settings(sized, "small") == described_settings(changed)

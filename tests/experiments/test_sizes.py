@@ -127,6 +127,11 @@ def test_the_vgg_presets_share_one_tiny_and_one_small():
     steps = {name: preset_config(name, "small").steps for name in names}
     assert steps == {"santurkar_vgg": 800, "santurkar_noisy": 400, "part2": 400, "santurkar_lp": 400}
     assert preset_config("santurkar_vgg", "tiny").width <= 1 / 32
+    # ghorbani_vgg states its own small: the narrow VGG on the same data at Part 2's small lr (with
+    # momentum 0.9), 300 steps, for curvature measured while its baseline learns.
+    g19 = preset_config("ghorbani_vgg", "small")
+    assert (g19.width, g19.dataset, g19.optimizer, g19.lr, g19.steps) == (
+        shared["width"], shared["dataset"], "momentum", lrs["part2"], 300)
 
 
 def test_quickstart_at_its_default_size_is_the_preset_as_it_was():
