@@ -30,6 +30,8 @@ def test_description_names_exactly_the_fields_that_differ_from_the_default_confi
     differing = {f.name: getattr(preset.config, f.name) for f in fields(Config)
                  if getattr(preset.config, f.name) != getattr(default, f.name)}
     differing.pop("preset")  # the preset's name is its label, not one of its settings
+    # A probe's options are described one by one, by their --set keys <probe>.<option>.
+    differing |= dict(differing.pop("probe_options", ()))
     assert described_settings(preset) == differing  # same keys, and each value reads back as the config's
 
 
@@ -41,3 +43,10 @@ def test_description_follows_the_config_not_a_text():
     changed = replace(plain, config=replace(plain.config, lr=0.25, networks=("batch", "l2"), full_batch=True))
     assert described_settings(changed) == {"networks": ("batch", "l2"), "lr": 0.25, "full_batch": True}
     assert list(changed.settings) == ["networks", "lr", "full_batch"]  # in the config's field order
+
+
+def test_description_names_a_probe_option_by_its_set_key():
+    plain = Preset("plain", "a purpose", replace(default_config(), preset="plain"))
+    changed = replace(plain, config=replace(plain.config, probes=("hessian_top",),
+                                            probe_options={"hessian_top.k": 3, "hessian_top.method": "lanczos"}))
+    assert described_settings(changed) == {"probes": ("hessian_top",), "hessian_top.k": 3}  # not the default
