@@ -9,8 +9,9 @@ import pytest
 
 import normlab
 from normlab.cli import build_parser, main
-from normlab.experiments.config import Config, allowed_keys, setting_meanings
+from normlab.experiments.config import Config, allowed_keys, probe_option_types, setting_meanings
 from normlab.models import DEFAULT_INPUTS, model_names
+from normlab.probes import probe_names
 
 
 def test_version(capsys):
@@ -53,8 +54,13 @@ def test_every_subcommand_explains_its_arguments_and_settings():
             if not isinstance(action, argparse._SubParsersAction):
                 assert action.help, f"`normlab {name}` argument {action.dest} has no help"
         if name in ("run", "sweep", "config"):
-            settings = sub.format_help().split("settings (--set KEY=VALUE")[1].splitlines()[1:]
+            settings_part, _mark, options_part = sub.format_help().split("settings (--set KEY=VALUE")[1].partition(
+                "\n\nprobe options (--set PROBE.OPTION=VALUE")
+            settings = settings_part.splitlines()[1:]
             assert len(settings) == len(types)
             for key, type_name in types.items():
                 line = next(line for line in settings if line.split()[:1] == [key])
                 assert type_name in line and meanings[key] in line, line
+            listed = {line.split()[0]: line.split(None, 1)[1] for line in options_part.splitlines()[1:]}
+            assert listed == {probe: ", ".join(probe_option_types(probe)) for probe in probe_names()
+                              if probe_option_types(probe)}

@@ -337,7 +337,20 @@ def _settings_help() -> str:
     lines = [f"  {key:<{width}}  {types[key]}" + (f": {meanings[key]}" if meanings.get(key) else "") for key in types]
     return ("settings (--set KEY=VALUE; `normlab config PRESET [--size S]` prints each with its value for that "
             "preset and size, its type, its meaning and what 0 or \"\" means for it, then the steps, evaluations, "
-            "checkpoints and probe steps they come to, and how epochs and steps interact):\n" + "\n".join(lines))
+            "checkpoints and probe steps they come to, and how epochs and steps interact):\n" + "\n".join(lines)
+            + "\n\n" + _probe_options_help())
+
+
+def _probe_options_help() -> str:
+    """The options of every probe, by name (``normlab config`` gives their types and meanings)."""
+    from normlab.experiments.config import probe_option_types
+    from normlab.probes import probe_names
+
+    listed = {probe: ", ".join(probe_option_types(probe)) for probe in probe_names() if probe_option_types(probe)}
+    width = max(len(probe) for probe in listed)
+    return ("probe options (--set PROBE.OPTION=VALUE, e.g. hessian_top.k=3; `normlab config PRESET` prints those of "
+            "the preset's probes with their values, types and meanings):\n"
+            + "\n".join(f"  {probe:<{width}}  {options}" for probe, options in listed.items()))
 
 
 def _add_preset_command(commands, name: str, settings_help: str, *, help: str, preset_help: str, set_help: str):

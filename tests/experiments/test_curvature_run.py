@@ -15,8 +15,8 @@ from normlab.train.compile_cache import configure_compile_cache
 
 SETTINGS = ["dataset=synthetic", "model=mlp", "width=0.0625", "batch_size=16", "steps=4", "eval_every=4",
             "log_every=2", "probe_every=2", "report=false", "train_eval_size=32", "probes=curvature",
-            "lanczos_steps=4", "hessian_k=2", "hutchinson_vectors=3", "slq_starts=2", "concentration_k=3",
-            "train_subset=64"]
+            "lanczos_steps=4", "hessian_top.k=2", "hessian_trace.vectors=3", "hessian_density.starts=2",
+            "gradient_concentration.k=3", "train_subset=64"]
 
 
 def test_a_curvature_run_stores_every_probe_identically_on_a_rerun_and_reports_them(tmp_path, monkeypatch):

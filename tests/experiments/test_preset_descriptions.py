@@ -32,6 +32,8 @@ def test_description_names_exactly_the_fields_the_size_runs_differently_from_the
                  if getattr(runs, f.name) != getattr(default, f.name)}
     for label in ("preset", "size"):  # the preset's name and size are its labels, not its settings
         differing.pop(label)
+    # A probe's options are described one by one, by their --set keys <probe>.<option>.
+    differing |= dict(differing.pop("probe_options", ()))
     assert described_settings(preset, size) == differing  # same keys, each value reads back as the size's
 
 
@@ -58,3 +60,10 @@ def test_description_follows_the_config_not_a_text():
     assert described_settings(sized, "tiny") == {"networks": ("batch", "l2"), "lr": 0.5, "steps": 3,
                                                   "full_batch": True}
     assert described_settings(sized, "small") == described_settings(changed)
+
+
+def test_description_names_a_probe_option_by_its_set_key():
+    plain = Preset("plain", "a purpose", replace(default_config(), preset="plain"))
+    changed = replace(plain, config=replace(plain.config, probes=("hessian_top",),
+                                            probe_options={"hessian_top.k": 3, "hessian_top.method": "lanczos"}))
+    assert described_settings(changed) == {"probes": ("hessian_top",), "hessian_top.k": 3}  # not the default

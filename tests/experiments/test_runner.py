@@ -222,20 +222,32 @@ def test_run_experiment_writes_the_report_when_the_config_asks(tmp_path):
     assert skipped.report is None and not (skipped.path / "report").exists()
 
 
-def test_every_probe_setting_names_a_field_of_its_probes():
+def test_every_probe_field_is_set_by_exactly_one_setting():
+    """A probe's fields but schedule and name: each set either by a flat setting of
+    SHARED_PROBE_SETTINGS (every probe it names has the field) or as the option <probe>.<field>."""
+    from normlab.experiments.config import SHARED_PROBE_SETTINGS, probe_option_types, shared_probe_fields
     from normlab.probes import probe_names
     from normlab.probes import probe_options as fields_of
 
     config = default_config()
-    for setting, targets in runner.PROBE_SETTINGS.items():
+    for setting, (probes, targets) in SHARED_PROBE_SETTINGS.items():
         assert hasattr(config, setting), setting
-        for probe, target in targets.items():
-            assert probe in probe_names(), (setting, probe)
-            names = target if isinstance(target, tuple) else (target,)
-            assert set(names) <= set(fields_of(probe)), (setting, probe, target)
-    built = {probe.name: probe for probe in runner.build_probes(tiny_config("probes=full,divergence",
-                                                                            "landscape_range=0.25,2"))}
+        names = set(targets) if isinstance(targets, tuple) else {targets}
+        for probe in probes:
+            assert probe in probe_names() and names <= set(fields_of(probe)), (setting, probe, targets)
+        assert [probe for probe in probe_names() if setting in shared_probe_fields(probe).values()], setting
+    for probe in probe_names():
+        own, shared = set(probe_option_types(probe)), set(shared_probe_fields(probe))
+        assert not own & shared and own | shared | {"schedule"} == set(fields_of(probe)), probe
+    built = {probe.name: probe for probe in runner.build_probes(tiny_config(
+        "probes=full,divergence,curvature", "landscape_range=0.25,2", "probe_bn_mode=eval", "hessian_top.k=3",
+        "divergence.points=4", "lanczos_steps=7", "curvature_per_layer=true"))}
     assert (built["beta_smoothness"].low, built["beta_smoothness"].high) == (0.25, 2.0)
+    assert (built["divergence"].low, built["divergence"].points) == (1e-5, 4)  # its own grid, not the walk's
+    assert built["hessian_top"].k == 3 and built["gradient_concentration"].k == 10
+    assert {p.lanczos_steps for p in built.values() if hasattr(p, "lanczos_steps")} == {7}
+    assert built["hessian_top"].per_layer and built["hessian_trace"].per_layer
+    assert {p.name for p in built.values() if p.bn_mode == "eval"} == set(built) - {"gradients", "distance"}
     assert (
         built["divergence"].spacing == "log" and built["divergence"].schedule(4) and not built["divergence"].schedule(6)
     )

@@ -22,11 +22,17 @@ def _one_error_line(capsys, argv) -> str:
     "setting, named, allowed",
     [
         ("train_eval_size=0", "'train_eval_size'", ">= 1"),
-        ("tracked_layer=99", "'tracked_layer'", "-3..2"),
-        ("tracked_layer=-4", "'tracked_layer'", "-3..2"),
-        ("tracked_unit=100000", "'tracked_unit'", "0.."),
-        ("tracked_param_layer=7", "'tracked_param_layer'", "-4..3"),
-        ("tracked_param_index=10000000", "'tracked_param_index'", "0.."),
+        ("activations.tracked_layer=99", "'activations.tracked_layer'", "-3..2"),
+        ("activations.tracked_layer=-4", "'activations.tracked_layer'", "-3..2"),
+        ("tracked_layer=99", "'activations.tracked_layer'", "-3..2"),  # the old spelling
+        ("activations.tracked_unit=100000", "'activations.tracked_unit'", "0.."),
+        ("gradients.tracked_layer=7", "'gradients.tracked_layer'", "-4..3"),
+        ("gradients.tracked_index=10000000", "'gradients.tracked_index'", "0.."),
+        ("hessian_top.k=0", "'hessian_top.k'", ">= 1"),
+        ("hessian_trace.vectors=0", "'hessian_trace.vectors'", ">= 1"),
+        ("ics.strategy=loop", "'ics.strategy'", "unrolled, map"),
+        ("bn_parameters.value_range=-1", "'bn_parameters.value_range'", "finite number > 0"),
+        ("nosuchprobe.k=1", "'nosuchprobe.k'", "probes: activations"),
         ("lr=nan", "'lr'", "finite number > 0"),
         ("lr=inf", "'lr'", "finite number > 0"),
         ("lr=-1", "'lr'", "finite number > 0"),
@@ -52,7 +58,7 @@ def test_config_and_run_refuse_the_same_setting_with_the_same_line(capsys, tmp_p
     run_line = _one_error_line(capsys, ["run", "--quiet", "--out", str(tmp_path), "--set", *TINY, setting])
     assert config_line == run_line
     assert named in config_line and allowed in config_line
-    other_settings = {"'lr'", "'width'", "'hist_range'", "'momentum'"} - {named}
+    other_settings = {"'lr'", "'width'", "'activations.value_range'", "'momentum'"} - {named}
     assert not any(other in config_line for other in other_settings), "the message names one setting"
     assert not any(tmp_path.iterdir()), "nothing is written before the checks pass"
 

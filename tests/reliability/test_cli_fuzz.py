@@ -17,10 +17,11 @@ from normlab.store import load_run
 EDGE_NUMBERS = ["0", "-1", "1", "2", "nan", "inf", "-inf", "1e308", "-1e-308", "1e-9", str(10**40),
                 "2147483648", "0.5", "three", "", "1,2", "true"]
 KEYS = ["lr", "momentum", "weight_decay", "bn_momentum", "batch_size", "steps", "epochs", "eval_every",
-        "train_eval_size", "log_every", "checkpoint_every", "probe_every", "tracked_layer", "tracked_unit",
-        "tracked_param_layer", "tracked_param_index", "hist_bins", "hist_range", "dropout", "width", "seed",
-        "landscape_points", "landscape_range", "divergence_range", "norm_exclude", "networks", "optimizer",
-        "preset", "no_such_key", "dataset", "model"]
+        "train_eval_size", "log_every", "checkpoint_every", "probe_every", "activations.tracked_layer",
+        "activations.tracked_unit", "gradients.tracked_layer", "gradients.tracked_index", "activations.bins",
+        "activations.value_range", "hist_bins", "dropout", "width", "seed", "landscape_points", "landscape_range",
+        "divergence.low", "divergence_range", "hessian_top.k", "ics.strategy", "no_such_probe.k", "activations.nope",
+        "norm_exclude", "networks", "optimizer", "preset", "no_such_key", "dataset", "model"]
 NAMES = {"dataset": ["synthetic", "digits", "no_such_data", ""], "model": ["mlp", "no_such_model", "lenet"],
          "networks": ["none,batch", "batch,batch", "", "no_such_norm"], "optimizer": ["sgd", "rmsprop"]}
 # The run is always tiny; a case that stays valid gets cut short by these (the fuzzed values come after).
@@ -77,9 +78,10 @@ def test_out_paths_are_refused_in_one_line_or_used(capsys, tmp_path, out):
 
 
 VALID = st.lists(st.sampled_from(["lr=10", "lr=1e-6", "bn_momentum=0", "bn_momentum=1", "momentum=0",
-                                  "optimizer=sgd", "optimizer=momentum", "batch_size=1", "tracked_layer=-3",
-                                  "tracked_unit=15", "weight_decay=0", "dropout=0.5", "networks=batch",
-                                  "networks=none,batch,noisy", "seed=2147483647", "tracked_param_layer=-4"]),
+                                  "optimizer=sgd", "optimizer=momentum", "batch_size=1",
+                                  "activations.tracked_layer=-3", "activations.tracked_unit=15", "weight_decay=0",
+                                  "dropout=0.5", "networks=batch", "networks=none,batch,noisy", "seed=2147483647",
+                                  "gradients.tracked_layer=-4", "tracked_unit=15"]),
                  min_size=1, max_size=3, unique=True)
 
 

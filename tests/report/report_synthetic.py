@@ -49,7 +49,7 @@ def default_config(**changes) -> dict:
         "preset": "quickstart", "dataset": "digits", "model": "mlp", "networks": ["none", "batch"],
         "optimizer": "adam", "lr": 0.001, "batch_size": 32, "epochs": 1, "steps": 0, "seed": 0,
         "data_seed": 0, "probes": ["activations", "gradients", "distance"], "probe_every": 10,
-        "hist_bins": BINS, "hist_range": RANGE, "report": True,
+        "activations.bins": BINS, "activations.value_range": RANGE, "report": True,
     }
     config.update(changes)
     return config

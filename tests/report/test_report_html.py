@@ -103,7 +103,7 @@ def test_settings_are_all_listed_when_preset_defaults_are_unknown(tmp_path):
     run = synthetic.make_run(tmp_path / "run", steps=10, probes=())
     html = write_report([run], out=tmp_path / "report").read_text(encoding="utf-8")
     assert "preset defaults not recorded" in html
-    assert "All settings" in html and "<th>hist_range</th>" in html
+    assert "All settings" in html and "<th>activations.value_range</th>" in html
 
 
 def test_svg_on_request_is_linked_beside_the_png(tmp_path):

@@ -13,7 +13,7 @@ from flax import nnx
 from normlab.data import BatchIterator, Dataset, load_dataset
 from normlab.errors import NormlabError
 from normlab.experiments.checks import check_against_data
-from normlab.experiments.config import Config
+from normlab.experiments.config import SHARED_PROBE_SETTINGS, Config, probe_option_values, shared_probe_fields
 from normlab.models import build_model, model_names, model_options
 from normlab.norms import norm_options as accepted_norm_options
 from normlab.probes import at_steps, every, expand_bundles, make_probe, spaced_steps
@@ -139,41 +139,6 @@ def parameter_count(state: NetworkState) -> int:
     return int(sum(np.size(leaf) for leaf in jax.tree.leaves(state.params)))
 
 
-_WALK = ("landscape", "predictiveness", "beta_smoothness")
-_CURVATURE = ("hessian_top", "hessian_trace", "hessian_density", "gradient_concentration")
-
-# Which setting reaches which probe field: setting -> {probe: field} (a tuple field unpacks a pair).
-# landscape, predictiveness and beta_smoothness read the same grid settings: one grid is what lets
-# them share a single gradient walk inside the compiled step. Checked against every probe's
-# fields by tests/experiments/test_runner.py; a probe not named here gets only its schedule.
-PROBE_SETTINGS: dict[str, dict[str, str | tuple[str, str]]] = {
-    "probe_bn_mode": {name: "bn_mode" for name in ("activations", "ics", *_WALK, "divergence", *_CURVATURE)},
-    "hist_bins": {"activations": "bins"},
-    "hist_range": {"activations": "value_range"},
-    "tracked_layer": {"activations": "tracked_layer"},
-    "tracked_unit": {"activations": "tracked_unit"},
-    "tracked_param_layer": {"gradients": "tracked_layer"},
-    "tracked_param_index": {"gradients": "tracked_index"},
-    "ics_strategy": {"ics": "strategy"},
-    "landscape_points": {name: "points" for name in _WALK},
-    "landscape_range": {name: ("low", "high") for name in _WALK},
-    "landscape_spacing": {name: "spacing" for name in _WALK},
-    "landscape_batching": {name: "batching" for name in _WALK},
-    "divergence_points": {"divergence": "points"},
-    "divergence_range": {"divergence": ("low", "high")},
-    # The curvature probes share one Lanczos run per step when BN mode, steps and seed agree.
-    "lanczos_steps": {name: "lanczos_steps" for name in _CURVATURE},
-    "seed": {name: "seed" for name in _CURVATURE},
-    "hessian_k": {"hessian_top": "k"},
-    "hessian_method": {"hessian_top": "method"},
-    "power_iterations": {"hessian_top": "power_iterations"},
-    "curvature_per_layer": {"hessian_top": "per_layer", "hessian_trace": "per_layer"},
-    "hutchinson_vectors": {"hessian_trace": "vectors"},
-    "slq_starts": {"hessian_density": "starts"},
-    "concentration_k": {"gradient_concentration": "k"},
-}
-
-
 def measured_steps(config: Config, total_steps: int) -> Sequence[int]:
     """The steps at which the run's probes measure: the one place that decides it.
 
@@ -190,25 +155,22 @@ def measured_steps(config: Config, total_steps: int) -> Sequence[int]:
 
 
 def probe_settings(config: Config, name: str, total_steps: int | None = None) -> dict:
-    """The options of probe ``name`` from ``config`` (``PROBE_SETTINGS``), with its schedule: the
-    steps of ``measured_steps`` (``total_steps`` is needed with ``probe_points``), divergence (B18)
-    at ``divergence_steps``."""
+    """The fields of probe ``name`` from ``config``: its schedule (the steps of ``measured_steps``;
+    ``total_steps`` is needed with ``probe_points``; divergence (B18) at ``divergence_steps``), the
+    fields the flat ``SHARED_PROBE_SETTINGS`` set, and its own options ``<name>.<option>``."""
     if name == "divergence":
-        options = {"schedule": at_steps(*config.divergence_steps), "spacing": "log"}
+        options = {"schedule": at_steps(*config.divergence_steps)}
     elif config.probe_points > 0:
         if total_steps is None:
             raise ValueError("a schedule of probe_points needs the run's total_steps")
         options = {"schedule": at_steps(*measured_steps(config, total_steps))}
     else:  # measured_steps' range(0, T, probe_every), as a rule rather than a list of steps
         options = {"schedule": every(config.probe_every)}
-    for setting, targets in PROBE_SETTINGS.items():
-        target = targets.get(name)
+    for field, setting in shared_probe_fields(name).items():
+        (_probes, targets) = SHARED_PROBE_SETTINGS[setting]
         value = getattr(config, setting)
-        if isinstance(target, tuple):
-            options.update(zip(target, value))
-        elif target is not None:
-            options[target] = value
-    return options
+        options[field] = value[targets.index(field)] if isinstance(targets, tuple) else value
+    return options | probe_option_values(config, name)
 
 
 def build_probes(config: Config, total_steps: int | None = None) -> tuple:

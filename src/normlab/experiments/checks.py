@@ -16,7 +16,7 @@ import numpy as np
 
 from normlab.data import Dataset
 from normlab.errors import NormlabError
-from normlab.experiments.config import Config
+from normlab.experiments.config import Config, probe_option
 from normlab.train import NetworkSpec, NetworkState, apply_model, state_at
 
 
@@ -56,19 +56,21 @@ def check_model_indices(config: Config, spec: NetworkSpec, state: NetworkState, 
     (A small ``width`` cannot empty a layer: ``models.architectures.scaled`` keeps at least one unit.)
     """
     kernels = [np.shape(state_at(state.params, path)) for path in spec.kernel_paths]
-    _check_index("tracked_param_layer", config.tracked_param_layer, len(kernels), "weight layers", spec)
-    kernel_size = math.prod(kernels[config.tracked_param_layer])
-    if not 0 <= config.tracked_param_index < kernel_size:
-        raise NormlabError(f"setting 'tracked_param_index' must be in 0..{kernel_size - 1} (the kernel of "
-                           f"{spec.weight_layer_names[config.tracked_param_layer]}); got {config.tracked_param_index}")
+    param_layer, param_index = (probe_option(config, key) for key in ("gradients.tracked_layer",
+                                                                       "gradients.tracked_index"))
+    _check_index("gradients.tracked_layer", param_layer, len(kernels), "weight layers", spec)
+    kernel_size = math.prod(kernels[param_layer])
+    if not 0 <= param_index < kernel_size:
+        raise NormlabError(f"setting 'gradients.tracked_index' must be in 0..{kernel_size - 1} (the kernel of "
+                           f"{spec.weight_layer_names[param_layer]}); got {param_index}")
     if not spec.activation_names:
         return
     units = activation_units(spec, state, dataset)
-    _check_index("tracked_layer", config.tracked_layer, len(units), "hidden layers", spec)
-    layer_units = units[config.tracked_layer]
-    if not 0 <= config.tracked_unit < layer_units:
-        raise NormlabError(f"setting 'tracked_unit' must be in 0..{layer_units - 1} (units of hidden layer "
-                           f"{spec.activation_names[config.tracked_layer]}); got {config.tracked_unit}")
+    layer, unit = (probe_option(config, key) for key in ("activations.tracked_layer", "activations.tracked_unit"))
+    _check_index("activations.tracked_layer", layer, len(units), "hidden layers", spec)
+    if not 0 <= unit < units[layer]:
+        raise NormlabError(f"setting 'activations.tracked_unit' must be in 0..{units[layer] - 1} (units of hidden "
+                           f"layer {spec.activation_names[layer]}); got {unit}")
 
 
 def _check_index(key: str, index: int, count: int, what: str, spec: NetworkSpec) -> None:

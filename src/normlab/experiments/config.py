@@ -1,18 +1,28 @@
 """Typed experiment configuration and ``--set key=value`` overrides.
 
 A ``Config`` is a frozen dataclass holding every choice a run makes; presets are
-``dataclasses.replace(default_config(), ...)`` and the resolved config is written into every run
+``with_settings(default_config(), ...)`` and the resolved config is written into every run
 directory, so a run can always say exactly what it did. Overrides are parsed against the field
 types: an unknown key or a badly typed value raises a one-line ``NormlabError`` naming the key and
 what is allowed.
+
+Probe options. Every field of a probe's dataclass is a setting ``<probe>.<field>`` (``--set
+hessian_top.k=3``, typed by the field's annotation, explained by its comment), except the
+schedule, the name, and the fields that ``SHARED_PROBE_SETTINGS`` sets for several probes at once
+with one flat setting (``probe_bn_mode``, the walk probes' grid, the curvature probes' Lanczos
+run). A ``Config`` keeps the ones that differ from the probe's default in ``probe_options``;
+``settings(config)`` and config.json list every option of the config's probes by its key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from normlab.errors import NormlabError
 
@@ -83,31 +93,25 @@ class Config:
     # > 0: probing may cost this fraction of training time; each probe's steps are chosen from its measured
     # cost (replaces probe_points and probe_every); 0 = off
     probe_budget: float = 0.0
-    probe_bn_mode: str = "train"  # "train" (batch statistics) or "eval" (running averages)
-    hist_bins: int = 60  # activation histogram bins
-    hist_range: float = 5.0  # activation histogram edges: linspace(-r, r, bins + 1)
-    tracked_layer: int = -1  # hidden layer whose unit is tracked (BN15 Fig. 1: the last)
-    tracked_unit: int = 0  # unit (feature or channel) of tracked_layer whose percentiles are tracked (BN15 Fig. 1)
-    tracked_param_layer: int = -1  # weight layer whose kernel entry is tracked (gradients probe)
-    tracked_param_index: int = 0  # flat index into that kernel
-    landscape_points: int = 8  # step sizes of the landscape/predictiveness probes
-    landscape_range: tuple[float, ...] = (0.5, 4.0)  # step sizes as multiples of lr
-    landscape_spacing: str = "linear"  # or "log"
-    landscape_batching: str = "auto"  # step sizes: "auto", "unrolled", "map" or "vmap" (never vmap conv nets on CPU)
-    ics_strategy: str = "unrolled"  # "unrolled" (fastest) or "map" (compile time independent of depth)
-    divergence_steps: tuple[int, ...] = (0, 1, 2, 3, 4)  # B18: the first few mini-batches
-    divergence_range: tuple[float, ...] = (1e-5, 1e-1)  # absolute step sizes, log grid
-    divergence_points: int = 9  # step sizes of the divergence probe (B18)
-    lanczos_steps: int = 20  # Lanczos steps m shared by hessian_top, hessian_density, gradient_concentration
-    hessian_k: int = 1  # hessian_top: number of largest eigenvalues
-    hessian_method: str = "lanczos"  # hessian_top: "lanczos" or "power" (power iteration, largest magnitude)
-    power_iterations: int = 20  # hessian_top with hessian_method=power: iterations per eigenvalue
-    hutchinson_vectors: int = 10  # hessian_trace: Rademacher vectors
-    slq_starts: int = 2  # hessian_density: random starts n_v (start 0 is the shared Lanczos run)
-    concentration_k: int = 10  # gradient_concentration: top Ritz vectors spanning the subspace
+    # --- settings of several probes at once (SHARED_PROBE_SETTINGS); a single probe's are probe_options
+    probe_bn_mode: str = "train"  # of every probe that measures in a BN mode: "train" (batch statistics) or "eval"
+    landscape_points: int = 8  # step sizes of the landscape, predictiveness and beta_smoothness probes
+    landscape_range: tuple[float, ...] = (0.5, 4.0)  # their step sizes as multiples of lr
+    landscape_spacing: str = "linear"  # of their step sizes: "linear" or "log"
+    landscape_batching: str = "auto"  # their step sizes: "auto", "unrolled", "map" or "vmap" (no vmap for convs on CPU)
+    divergence_steps: tuple[int, ...] = (0, 1, 2, 3, 4)  # steps the divergence probe measures (B18: the first few)
+    lanczos_steps: int = 20  # Lanczos steps m of the curvature probes (one run shared by all of them)
     curvature_per_layer: bool = False  # hessian_top / hessian_trace: also each layer's diagonal block
+    # one probe's options that differ from its default: (("<probe>.<option>", value), ...), sorted; set with
+    # --set <probe>.<option>=value (`normlab config` lists those of the config's probes)
+    probe_options: tuple[tuple[str, Any], ...] = ()
     # --- output
     report: bool = True  # write figures and report.html at the end of the run
+
+    def __post_init__(self):
+        # One spelling of the same options (sorted, the probes' defaults left out): equal configs compare equal.
+        if self.probe_options:
+            object.__setattr__(self, "probe_options", normalized_probe_options(dict(self.probe_options)))
 
 
 def default_config() -> Config:
@@ -117,6 +121,135 @@ def default_config() -> Config:
 # The sizes every preset comes in (``experiments.presets``): tiny = seconds on generated data of the
 # real shapes (what the test suite runs), small = minutes on a laptop's CPU, paper = the paper's setting.
 SIZES = ("tiny", "small", "paper")
+
+
+# ------------------------------------------------------------------------------- probe options
+
+WALK_PROBES = ("landscape", "predictiveness", "beta_smoothness")
+CURVATURE_PROBES = ("hessian_top", "hessian_trace", "hessian_density", "gradient_concentration")
+
+# The flat settings that set a field of several probes at once, one value for all of them:
+# setting -> (probes, field); probes () = every probe that has the field; a pair of fields takes a
+# pair of values. Every other field of a probe, but its schedule and name, is its own option
+# ``<probe>.<field>``. Checked against every probe's fields by tests/experiments/test_runner.py.
+SHARED_PROBE_SETTINGS: dict[str, tuple[tuple[str, ...], str | tuple[str, str]]] = {
+    "probe_bn_mode": ((), "bn_mode"),  # every probe that measures in a BN mode
+    # One grid for the walk probes: what lets them share a single gradient walk in the compiled step.
+    "landscape_points": (WALK_PROBES, "points"),
+    "landscape_range": (WALK_PROBES, ("low", "high")),
+    "landscape_spacing": (WALK_PROBES, "spacing"),
+    "landscape_batching": (WALK_PROBES, "batching"),
+    # One Lanczos run per step for the curvature probes: shared when BN mode, steps and seed agree.
+    "lanczos_steps": (CURVATURE_PROBES, "lanczos_steps"),
+    "seed": (CURVATURE_PROBES, "seed"),
+    "curvature_per_layer": ((), "per_layer"),  # hessian_top and hessian_trace
+}
+NOT_PROBE_OPTIONS = ("schedule", "name")  # the schedule comes from probe_every / probe_points / probe_budget
+
+
+def _probe_class(probe: str) -> type:
+    from normlab.probes import PROBES_REGISTRY  # on demand: JAX is imported only when probes are asked about
+
+    return PROBES_REGISTRY.factory(probe)  # type: ignore[return-value]
+
+
+def _declared_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def shared_probe_fields(probe: str) -> dict[str, str]:
+    """Field of ``probe`` -> the flat setting (``SHARED_PROBE_SETTINGS``) that sets it."""
+    declared = _declared_types(_probe_class(probe))
+    shared = {}
+    for setting, (probes, targets) in SHARED_PROBE_SETTINGS.items():
+        if probes and probe not in probes:
+            continue
+        for target in targets if isinstance(targets, tuple) else (targets,):
+            if target in declared:
+                shared[target] = setting
+    return shared
+
+
+@functools.cache
+def probe_option_types(probe: str) -> dict[str, Any]:
+    """The options of ``probe`` (``<probe>.<option>`` settings) and their types, in field order."""
+    shared = shared_probe_fields(probe)
+    return {name: tp for name, tp in _declared_types(_probe_class(probe)).items()
+            if name not in NOT_PROBE_OPTIONS and name not in shared}
+
+
+@functools.cache
+def probe_option_defaults(probe: str) -> dict[str, Any]:
+    from normlab.probes import probe_options
+
+    defaults = probe_options(probe)
+    return {name: defaults[name] for name in probe_option_types(probe)}
+
+
+def probe_option_meanings(probe: str) -> dict[str, str]:
+    """Option of ``probe`` -> its meaning: the comments at its field (in the class that declares it)."""
+    meanings: dict[str, str] = {}
+    for cls in reversed(_probe_class(probe).__mro__):  # a subclass's own comment wins
+        if dataclasses.is_dataclass(cls) and cls is not object:
+            meanings.update({k: v for k, v in declared_meanings(cls).items() if v})
+    return {option: meanings.get(option, "") for option in probe_option_types(probe)}
+
+
+def split_probe_option(key: str) -> tuple[str, str]:
+    """``"<probe>.<option>"`` -> ``(probe, option)``; an unknown probe or option is a one-line error
+    naming what is allowed."""
+    from normlab.probes import probe_names
+
+    probe, _dot, option = key.partition(".")
+    if probe not in probe_names():
+        raise NormlabError(f"unknown setting {key!r}: no probe {probe!r}; probes: {', '.join(probe_names())}")
+    types = probe_option_types(probe)
+    if option not in types:
+        shared = shared_probe_fields(probe)
+        if option in shared:
+            raise NormlabError(f"setting {key!r} is set for several probes at once: set {shared[option]!r}")
+        raise NormlabError(f"unknown setting {key!r}; probe {probe!r} has the options {', '.join(types) or '(none)'}")
+    return probe, option
+
+
+def _typed_option(key: str, value) -> Any:
+    """``value`` of option ``key`` as its field's type (an int is a float where one is expected)."""
+    probe, option = split_probe_option(key)
+    tp = probe_option_types(probe)[option]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
+        raise NormlabError(f"setting {key!r} expects {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def normalized_probe_options(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """``options`` ({"<probe>.<option>": value}) typed and sorted, those at the probe's default left out."""
+    typed = {key: _typed_option(key, value) for key, value in options.items()}
+    return tuple(sorted((key, value) for key, value in typed.items()
+                        if value != probe_option_defaults(key.partition(".")[0])[key.partition(".")[2]]))
+
+
+def probe_option(config: Config, key: str) -> Any:
+    """The value of option ``key`` ("<probe>.<option>") in ``config``: set, or the probe's default."""
+    probe, option = split_probe_option(key)
+    return dict(config.probe_options).get(key, probe_option_defaults(probe)[option])
+
+
+def probe_option_values(config: Config, probe: str) -> dict[str, Any]:
+    """Every option of ``probe`` (its fields but schedule, name and the shared ones) in ``config``."""
+    return {option: probe_option(config, f"{probe}.{option}") for option in probe_option_types(probe)}
+
+
+def probe_option_settings(config: Config) -> dict[str, Any]:
+    """``{"<probe>.<option>": value}`` of every option of the config's probes, then any option set
+    for a probe it does not run."""
+    from normlab.probes import expand_bundles
+
+    listed = {f"{probe}.{option}": value for probe in expand_bundles(config.probes)
+              for option, value in probe_option_values(config, probe).items()}
+    return listed | {key: value for key, value in config.probe_options if key not in listed}
 
 
 # ------------------------------------------------------------------------------------ overrides
@@ -129,34 +262,41 @@ def _type_name(annotation) -> str:
     return annotation.__name__
 
 
-def _field_types() -> dict[str, type]:
-    hints = typing.get_type_hints(Config)
-    return {f.name: hints[f.name] for f in fields(Config)}
+def _field_types() -> dict[str, Any]:
+    """The flat settings (every field but ``probe_options``) and their types."""
+    return {name: tp for name, tp in _declared_types(Config).items() if name != "probe_options"}
 
 
 def allowed_keys() -> dict[str, str]:
-    """Key -> human-readable type, for help texts and error messages."""
+    """Flat key -> human-readable type, for help texts and error messages."""
     return {name: _type_name(tp) for name, tp in _field_types().items()}
 
 
-def setting_meanings() -> dict[str, str]:
-    """Setting -> its meaning: the comment block right above the setting in ``Config``'s source and
-    the comment on its own line, joined ("" if it has none). One source for help texts: a setting is
-    explained where it is declared. Section headers (``# --- data``) belong to no setting."""
+def probe_option_type_names(probe: str) -> dict[str, str]:
+    """Option of ``probe`` -> human-readable type."""
+    return {option: _type_name(tp) for option, tp in probe_option_types(probe).items()}
+
+
+def declared_meanings(cls) -> dict[str, str]:
+    """Field of the dataclass ``cls`` -> its meaning: the comment block right above the field in the
+    class's source and the comment on its own line, joined ("" if it has none). One source for help
+    texts: a setting is explained where it is declared. Section headers (``# --- data``) belong to
+    no field."""
     import inspect
     import io
     import re
     import tokenize
 
-    source = inspect.getsource(Config)
+    source = inspect.getsource(cls)
     comment_on_line = {token.start[0]: token.string.lstrip("#").strip()
                        for token in tokenize.generate_tokens(io.StringIO(source).readline)
                        if token.type == tokenize.COMMENT}
+    names = {f.name for f in fields(cls)}
     meanings: dict[str, str] = {}
     block: list[str] = []
     for number, line in enumerate(source.splitlines(), 1):
         declared = re.match(r"    (\w+)\s*:", line)
-        if declared:
+        if declared and declared.group(1) in names:
             inline = comment_on_line.get(number, "")
             meanings[declared.group(1)] = " ".join(block + ([inline] if inline else []))
             block = []
@@ -165,6 +305,11 @@ def setting_meanings() -> dict[str, str]:
         else:
             block = []
     return meanings
+
+
+def setting_meanings() -> dict[str, str]:
+    """Setting (a field of ``Config``) -> its meaning (``declared_meanings``)."""
+    return declared_meanings(Config)
 
 
 def _parse_scalar(text: str, tp: type):
@@ -182,13 +327,28 @@ def _parse_scalar(text: str, tp: type):
     return text.strip()
 
 
-def parse_value(key: str, text: str):
-    """Parse ``text`` as the type of config field ``key``."""
+def _setting_type(key: str):
+    """The type of setting ``key``: a flat field, a probe option, or an old spelling of either."""
+    renamed = RENAMED_SETTINGS.get(key, key)
+    if isinstance(renamed, tuple):  # an old pair setting (low,high) of two options
+        (probe, option) = split_probe_option(renamed[0])
+        pair: Any = tuple
+        return pair[probe_option_types(probe)[option], ...]
+    if "." in renamed:
+        probe, option = split_probe_option(renamed)
+        return probe_option_types(probe)[option]
     types_by_key = _field_types()
-    if key not in types_by_key:
+    if renamed not in types_by_key:
         allowed = ", ".join(f"{k} ({t})" for k, t in allowed_keys().items())
-        raise NormlabError(f"unknown setting {key!r}; allowed keys: {allowed}")
-    tp = types_by_key[key]
+        raise NormlabError(f"unknown setting {key!r}; allowed keys: {allowed}; and <probe>.<option> "
+                           "(`normlab config PRESET` lists those of its probes)")
+    return types_by_key[renamed]
+
+
+def parse_value(key: str, text: str):
+    """Parse ``text`` as the type of setting ``key`` (a field of ``Config`` or ``<probe>.<option>``);
+    the inverse of ``normlab.store.format_value``."""
+    tp = _setting_type(key)
     try:
         if typing.get_origin(tp) is tuple:
             (inner, _ellipsis) = typing.get_args(tp)
@@ -199,6 +359,24 @@ def parse_value(key: str, text: str):
         raise NormlabError(
             f"setting {key!r} expects {_type_name(tp)}, got {text!r}"
         ) from None
+
+
+def with_settings(config: Config, changes: Mapping[str, Any]) -> Config:
+    """``config`` with ``changes`` ({setting: value}; probe options as ``"<probe>.<option>"``, old
+    spellings read as ``RENAMED_SETTINGS`` says), not validated."""
+    flat: dict[str, Any] = {}
+    options = dict(config.probe_options)
+    for key, value in changes.items():
+        for new_key, new_value in renamed_setting(key, value).items():
+            if "." in new_key:
+                options[new_key] = new_value
+            elif new_key in _field_types() or new_key == "probe_options":
+                flat[new_key] = new_value
+            else:
+                _setting_type(new_key)  # the one-line error of an unknown setting
+    if "probe_options" in flat:
+        options |= dict(flat.pop("probe_options"))
+    return replace(config, **flat, probe_options=tuple(options.items()))
 
 
 def apply_overrides(config: Config, assignments: list[str]) -> Config:
@@ -213,7 +391,7 @@ def apply_overrides(config: Config, assignments: list[str]) -> Config:
         if key.strip() == "size":  # a size is a set of overrides, not a label: it comes from --size
             raise NormlabError("setting 'size' cannot be set; choose a size with --size (e.g. --size tiny)")
         changes[key.strip()] = parse_value(key.strip(), text)
-    return validate(replace(config, **schedule_consistent(changes)))
+    return validate(with_settings(config, schedule_consistent(changes)))
 
 
 def schedule_consistent(changes: dict) -> dict:
@@ -228,13 +406,23 @@ def schedule_consistent(changes: dict) -> dict:
     return changes
 
 
+def settings(config: Config) -> dict[str, Any]:
+    """Every setting of ``config`` by its ``--set`` key, in field order: ``probe_options`` is
+    replaced by ``probe_option_settings`` (each option of the config's probes, set or default)."""
+    listed: dict[str, Any] = {}
+    for f in fields(Config):
+        if f.name == "probe_options":
+            listed |= probe_option_settings(config)
+        else:
+            listed[f.name] = getattr(config, f.name)
+    return listed
+
+
 def changed_settings(config: Config, base: Config) -> dict[str, object]:
-    """The settings in which ``config`` differs from ``base`` (e.g. its preset)."""
-    return {
-        f.name: getattr(config, f.name)
-        for f in fields(Config)
-        if getattr(config, f.name) != getattr(base, f.name)
-    }
+    """The settings in which ``config`` differs from ``base`` (e.g. its preset), by ``--set`` key."""
+    theirs = settings(base)
+    return {key: value for key, value in settings(config).items()
+            if value != (theirs[key] if key in theirs else probe_option(base, key))}
 
 
 def choices() -> dict[str, tuple[str, ...]]:
@@ -244,8 +432,6 @@ def choices() -> dict[str, tuple[str, ...]]:
     from normlab.models import BIAS_REMOVAL_LAYERS, CONV_PATHS, NORM_POSITIONS
     from normlab.norms.batch import RUNNING_VAR_CHOICES
     from normlab.probes.base import BN_MODES, PROBE_SPACINGS
-    from normlab.probes.curvature import METHODS as HESSIAN_METHODS
-    from normlab.probes.ics import STRATEGIES
     from normlab.probes.landscape import BATCHINGS, SPACINGS
     from normlab.train import OPTIMIZERS, SCHEDULES
 
@@ -261,12 +447,9 @@ def choices() -> dict[str, tuple[str, ...]]:
         "probe_spacing": tuple(PROBE_SPACINGS),
         "landscape_spacing": tuple(SPACINGS),
         "landscape_batching": tuple(BATCHINGS),
-        "ics_strategy": tuple(STRATEGIES),
-        "hessian_method": tuple(HESSIAN_METHODS),
     }
 
-_POSITIVE = ("batch_size", "log_every", "hist_bins", "landscape_points", "divergence_points", "lanczos_steps",
-             "hessian_k", "power_iterations", "hutchinson_vectors", "slq_starts", "concentration_k")
+_POSITIVE = ("batch_size", "log_every", "landscape_points", "lanczos_steps")
 _NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "step_cost_repeats", "probe_every",
                  "probe_points", "train_eval_size", "probe_budget", "train_subset", "depth")
 
@@ -277,12 +460,23 @@ _RANGES = {
     "lr": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
     "width": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
     "init_std": (lambda v: v >= 0, lambda v: True, "a finite number >= 0 (0 = the model's default)"),
-    "hist_range": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
     "dropout": (lambda v: v >= 0, lambda v: v < 1, "in [0, 1)"),
     "momentum": (lambda v: v >= 0, lambda v: v < 1, "in [0, 1)"),
     "bn_momentum": (lambda v: v >= 0, lambda v: v <= 1, "in [0, 1] (running average weight of the old value)"),
     "weight_decay": (lambda v: v >= 0, lambda v: True, "a finite number >= 0"),
 }
+
+
+def check_probe_options(config: Config) -> None:
+    """Build each probe that has options set, so that the probe checks its own options (ranges,
+    choices) before any work; its ``OptionError`` becomes the one-line error of the setting."""
+    from normlab.probes.base import OptionError
+
+    for probe in dict.fromkeys(key.partition(".")[0] for key, _value in config.probe_options):
+        try:
+            _probe_class(probe)(**probe_option_values(config, probe))
+        except OptionError as error:
+            raise NormlabError(f"setting '{probe}.{error.option}' {error.requirement}") from None
 
 
 def validate(config: Config) -> Config:
@@ -315,46 +509,77 @@ def validate(config: Config) -> Config:
         value = getattr(config, key)
         if not (math.isfinite(value) and low(value) and high(value)):
             raise NormlabError(f"setting {key!r} must be {meaning}; got {value}")
-    for key, tp in _field_types().items():  # step counters and seeds are int32 inside compiled code
-        values = getattr(config, key) if typing.get_origin(tp) is tuple else (getattr(config, key),)
-        for value in values:
+    flat = {key: getattr(config, key) for key in _field_types()} | dict(config.probe_options)
+    for key, setting in flat.items():  # step counters and seeds are int32 inside compiled code
+        for value in setting if isinstance(setting, tuple) else (setting,):
             if isinstance(value, int) and not isinstance(value, bool) and not -_INT_LIMIT <= value <= _INT_LIMIT:
                 raise NormlabError(f"setting {key!r} must be at most {_INT_LIMIT} in size; got {value}")
     for key in ("seed", "data_seed"):
         if getattr(config, key) < 0:
             raise NormlabError(f"setting {key!r} must be >= 0; got {getattr(config, key)}")
-    if not all(math.isfinite(v) for v in config.landscape_range + config.divergence_range):
-        raise NormlabError("settings 'landscape_range' and 'divergence_range' must be finite numbers")
+    if not all(math.isfinite(v) for v in config.landscape_range):
+        raise NormlabError("setting 'landscape_range' must be finite numbers")
     if len(config.landscape_range) != 2 or not 0 < config.landscape_range[0] < config.landscape_range[1]:
         raise NormlabError(
             f"setting 'landscape_range' expects two numbers 0 < low < high; got {config.landscape_range}"
         )
-    if len(config.divergence_range) != 2 or not 0 < config.divergence_range[0] < config.divergence_range[1]:
-        raise NormlabError(
-            f"setting 'divergence_range' expects two numbers 0 < low < high; got {config.divergence_range}"
-        )
+    check_probe_options(config)
     return config
 
 
+
+
 def to_dict(config: Config) -> dict:
-    """JSON-able dict (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    """JSON-able dict of ``settings(config)`` (tuples become lists): what config.json holds."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings(config).items()}
 
 
-# Settings renamed since runs were first written: old key -> new key (old config.json files load).
-RENAMED_SETTINGS = {"normalize": "input_normalization"}
+# Settings renamed since runs were first written: old key -> new key, or the pair of keys an old
+# (low, high) setting became. Old config.json files load and old ``--set`` spellings work.
+RENAMED_SETTINGS: dict[str, str | tuple[str, str]] = {
+    "normalize": "input_normalization",
+    "hist_bins": "activations.bins",
+    "hist_range": "activations.value_range",
+    "tracked_layer": "activations.tracked_layer",
+    "tracked_unit": "activations.tracked_unit",
+    "tracked_param_layer": "gradients.tracked_layer",
+    "tracked_param_index": "gradients.tracked_index",
+    "ics_strategy": "ics.strategy",
+    "divergence_points": "divergence.points",
+    "divergence_range": ("divergence.low", "divergence.high"),
+    "hessian_k": "hessian_top.k",
+    "hessian_method": "hessian_top.method",
+    "power_iterations": "hessian_top.power_iterations",
+    "hutchinson_vectors": "hessian_trace.vectors",
+    "slq_starts": "hessian_density.starts",
+    "concentration_k": "gradient_concentration.k",
+}
+
+
+def renamed_setting(key: str, value) -> dict[str, Any]:
+    """``{key: value}`` in today's spelling (``RENAMED_SETTINGS``); an old pair setting gives two."""
+    renamed = RENAMED_SETTINGS.get(key, key)
+    if not isinstance(renamed, tuple):
+        return {renamed: value}
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise NormlabError(f"setting {key!r} expects two numbers low,high; got {value!r}")
+    return dict(zip(renamed, value))
 
 
 def from_dict(data: dict) -> Config:
     """Inverse of ``to_dict``; unknown keys are an error (a run from a newer normlab)."""
-    data = {RENAMED_SETTINGS.get(key, key): value for key, value in data.items()}
     types_by_key = _field_types()
-    unknown = set(data) - set(types_by_key)
+    values: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    unknown = []
+    for old_key, old_value in data.items():
+        for key, value in renamed_setting(old_key, old_value).items():
+            if "." in key:
+                options[key] = value
+            elif key not in types_by_key:
+                unknown.append(key)
+            else:
+                values[key] = tuple(value) if typing.get_origin(types_by_key[key]) is tuple else value
     if unknown:
         raise NormlabError(f"config has unknown settings: {', '.join(sorted(unknown))}")
-    values = {}
-    for key, value in data.items():
-        if typing.get_origin(types_by_key[key]) is tuple:
-            value = tuple(value)
-        values[key] = value
-    return validate(Config(**values))
+    return validate(Config(**values, probe_options=tuple(options.items())))

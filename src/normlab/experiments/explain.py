@@ -1,7 +1,8 @@
 """Settings that explain themselves: what `normlab config` prints about a config.
 
 Every setting with its value, type and meaning (the comments on ``Config``'s fields, which also say
-what 0 or "" means where either is special), then what the settings that interact come to for
+what 0 or "" means where either is special), the options of the config's probes likewise (the
+comments on the probes' fields), then what the settings that interact come to for
 this config and its dataset: the number of steps (``steps`` against ``epochs``), the evaluation,
 checkpoint and probe steps.
 """
@@ -14,7 +15,15 @@ from collections.abc import Sequence
 from normlab.data import Dataset
 from normlab.experiments.build import batch_iterator, measured_steps, total_steps
 from normlab.experiments.checks import probe_schedule_note
-from normlab.experiments.config import Config, allowed_keys, setting_meanings
+from normlab.experiments.config import (
+    Config,
+    allowed_keys,
+    probe_option_meanings,
+    probe_option_type_names,
+    probe_option_values,
+    setting_meanings,
+)
+from normlab.probes import expand_bundles
 
 EPOCHS_AND_STEPS = (
     "epochs and steps: steps > 0 trains exactly that many steps and ignores epochs; steps = 0 trains "
@@ -23,16 +32,35 @@ EPOCHS_AND_STEPS = (
 )
 
 
-def setting_lines(config: Config, width: int = 100) -> list[str]:
-    """One line per setting (``key  value  type``), its meaning wrapped below it."""
-    types, meanings = allowed_keys(), setting_meanings()
-    key_width = max(len(key) for key in types)
+def _described(rows: list[tuple[str, object, str, str]], width: int) -> list[str]:
+    """One line per ``(key, value, type, meaning)`` row (``key  value  type``), its meaning wrapped below it."""
+    key_width = max((len(key) for key, *_rest in rows), default=0)
     lines = []
-    for key, type_name in types.items():
-        lines.append(f"{key:<{key_width}}  {getattr(config, key)!r:<28}  {type_name}")
-        if meanings.get(key):
-            lines += textwrap.wrap(meanings[key], max(40, width), initial_indent="    ", subsequent_indent="    ")
+    for key, value, type_name, meaning in rows:
+        lines.append(f"{key:<{key_width}}  {value!r:<28}  {type_name}")
+        if meaning:
+            lines += textwrap.wrap(meaning, max(40, width), initial_indent="    ", subsequent_indent="    ")
     return lines
+
+
+def setting_lines(config: Config, width: int = 100) -> list[str]:
+    """One line per flat setting (``key  value  type``), its meaning wrapped below it."""
+    meanings = setting_meanings()
+    return _described([(key, getattr(config, key), type_name, meanings.get(key, ""))
+                       for key, type_name in allowed_keys().items()], width)
+
+
+def probe_option_lines(config: Config, width: int = 100) -> list[str]:
+    """The options of the config's probes (``<probe>.<option>  value  type``, the meaning below),
+    after a heading saying how to set them."""
+    rows = []
+    for probe in expand_bundles(config.probes):
+        types, meanings = probe_option_type_names(probe), probe_option_meanings(probe)
+        rows += [(f"{probe}.{option}", value, types[option], meanings[option])
+                 for option, value in probe_option_values(config, probe).items()]
+    heading = ("probe options of this config's probes (--set <probe>.<option>=VALUE; the settings above that "
+               "name several probes set theirs):")
+    return [*textwrap.wrap(heading, max(40, width)), *(_described(rows, width) or ["  (none)"])]
 
 
 def _listed(steps, limit: int = 8) -> str:
@@ -115,6 +143,7 @@ def config_lines(config: Config, dataset: Dataset, *, heading: str = "", width: 
     """Everything `normlab config` prints: ``heading``, the settings, what they resolve to here."""
     lines = [heading] if heading else []
     lines += setting_lines(config, width)
+    lines += ["", *probe_option_lines(config, width)]
     lines += ["", f"for this config on {dataset.name}:", *resolved_lines(config, dataset), "",
               *textwrap.wrap(EPOCHS_AND_STEPS, max(40, width))]
     return lines

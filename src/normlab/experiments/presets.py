@@ -1,6 +1,6 @@
 """Named presets, each in three sizes.
 
-A preset is a ``replace(default_config(), ...)`` with a one-line purpose: the paper and figure it
+A preset is a ``with_settings(default_config(), ...)`` with a one-line purpose: the paper and figure it
 reproduces (or, for quickstart and the CPU-sized curvature presets, what it is for). Its
 ``description(size)`` is that purpose followed by the settings in which the preset at that size
 differs from ``default_config()``, generated from its config and the size's overrides, so no
@@ -27,11 +27,19 @@ run writes its resolved config, so the choice is never silent.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from normlab.errors import NormlabError, check_name
-from normlab.experiments.config import SIZES, Config, changed_settings, default_config, validate
+from normlab.experiments.config import (
+    SIZES,
+    Config,
+    changed_settings,
+    default_config,
+    validate,
+    with_settings,
+)
+from normlab.store import format_value
 
 PART1_PROBES = ("activations", "gradients", "distance")
 SANTURKAR_PROBES = ("ics", "landscape", "predictiveness", "beta_smoothness", "activations", "distance")
@@ -82,7 +90,7 @@ FASHION_SIZES = {"tiny": tiny(dataset="synthetic_fashion_mnist"),
 # it is, and so is paper (a paper setting the preset could reach is named in its purpose).
 CPU_SIZES = {"tiny": tiny(), "small": {}, "paper": {}}
 
-# The curvature probes at tiny: 10 Lanczos steps (the least hessian_k = concentration_k = 10 allow).
+# The curvature probes at tiny: 10 Lanczos steps (the least hessian_top.k = gradient_concentration.k = 10 allow).
 CURVATURE_TINY = dict(lanczos_steps=10)
 
 
@@ -115,8 +123,6 @@ class Preset:
     def description(self, size: str | None = None) -> str:
         """``purpose``, then ``settings(size)`` as ``--set`` writes them, headed by the size (what
         `normlab list` prints at the default size and `normlab run --size S` at the size it runs)."""
-        from normlab.report.runs import format_value  # the --set spelling; report (and matplotlib) on demand
-
         size = self.default_size if size is None else size
         settings = " ".join(f"{key}={format_value(value)}" for key, value in self.settings(size).items())
         return f"{self.purpose}. {SETTINGS_HEAD.format(size=size)}{settings or 'the defaults'}"
@@ -124,7 +130,7 @@ class Preset:
     def at_size(self, size: str | None = None) -> Config:
         """The validated config of size ``size`` (None: the default size), with ``Config.size`` set."""
         size = self.default_size if size is None else check_size(self, size)
-        return validate(replace(self.config, **self.sizes[size], size=size))
+        return validate(with_settings(self.config, {**self.sizes[size], "size": size}))
 
 
 def check_size(preset: Preset, size: str) -> str:
@@ -139,7 +145,7 @@ def _preset(name: str, purpose: str, *, sizes: Mapping[str, dict], default_size:
     missing = [size for size in SIZES if size not in sizes]
     if missing or set(sizes) - set(SIZES):
         raise NormlabError(f"preset {name!r} must define exactly the sizes {', '.join(SIZES)}; got {', '.join(sizes)}")
-    preset = Preset(name, purpose, validate(replace(default_config(), preset=name, **settings)), dict(sizes),
+    preset = Preset(name, purpose, validate(with_settings(default_config(), {"preset": name, **settings})), dict(sizes),
                     default_size)
     for size in SIZES:  # every size is a valid config, checked when normlab is imported
         preset.at_size(size)
@@ -158,9 +164,8 @@ PART1: dict[str, Any] = dict(
     epochs=20,
     probe_points=101,
     log_every=125,
-    hist_range=6.0,
     train_eval_size=10000,
-)
+) | {"activations.value_range": 6.0}
 
 # S18's VGG setting (Fig. 1-6): CIFAR-10 without augmentation, SGD lr 0.1, batch 128, 15k steps.
 S18_VGG: dict[str, Any] = dict(
@@ -228,8 +233,7 @@ _PRESETS = [
         eval_every=1000,
         probe_points=51,
         log_every=250,
-        tracked_layer=-1,
-        hist_range=8.0,
+        probe_options={"activations.tracked_layer": -1, "activations.value_range": 8.0},
     ),
     _preset(
         "d2l_lenet",
@@ -313,8 +317,8 @@ _PRESETS += [
 # G19 / C21: the Hessian probes. Ghorbani et al. (G19) train with SGD + momentum and watch the
 # spectrum's outliers (about one per class) and the gradient's concentration in their span.
 CURVATURE_PROBES = ("hessian_top", "hessian_density", "hessian_trace", "gradient_concentration")
-G19: dict[str, Any] = dict(optimizer="momentum", momentum=0.9, probes=CURVATURE_PROBES, hessian_k=10,
-                           concentration_k=10)
+G19: dict[str, Any] = dict(optimizer="momentum", momentum=0.9, probes=CURVATURE_PROBES) | {
+    "hessian_top.k": 10, "gradient_concentration.k": 10}
 
 # ghorbani_vgg at small: lr 0.01 (Part 2's small lr) for 300 steps, not lr 0.02 for 200. At 0.02 the
 # network without BN was still at chance at step 100 (test accuracy 10.4%) while BN learned, so the
@@ -339,7 +343,7 @@ _PRESETS += [
         probe_points=5,
         log_every=45,
         lanczos_steps=40,
-        slq_starts=3,
+        probe_options={"hessian_density.starts": 3},
     ),
     _preset(
         "ghorbani_vgg",
@@ -359,7 +363,7 @@ _PRESETS += [
         probe_points=5,
         log_every=25,
         lanczos_steps=20,
-        slq_starts=2,
+        probe_options={"hessian_density.starts": 2},
     ),
     _preset(
         "edge_of_stability",
@@ -381,7 +385,7 @@ _PRESETS += [
         log_every=50,
         probes=("hessian_top",),
         lanczos_steps=20,
-        hessian_k=2,
+        probe_options={"hessian_top.k": 2},
     ),
 ]
 

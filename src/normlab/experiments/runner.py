@@ -26,7 +26,6 @@ import numpy as np
 from normlab.data import BatchIterator, Dataset, augment_cifar
 from normlab.errors import NormlabError, fault_point
 from normlab.experiments.build import (  # noqa: F401 (re-exported: the runner's building API)
-    PROBE_SETTINGS,
     batch_iterator,
     build_group,
     build_network_model,

@@ -77,7 +77,7 @@ BUNDLES: dict[str, tuple[str, ...]] = {
     "standard": ("activations", "gradients", "distance", "ics", "landscape"),
     # plus K gradient evaluations along the gradient (predictiveness and beta share them)
     "full": ("activations", "gradients", "distance", "ics", "landscape", "predictiveness", "beta_smoothness"),
-    # Hessian probes: lanczos_steps HVPs (shared) + hutchinson_vectors + (slq_starts - 1) * steps
+    # Hessian probes: lanczos_steps HVPs (shared) + hessian_trace.vectors + (hessian_density.starts - 1) * steps
     "curvature": ("hessian_top", "hessian_trace", "hessian_density", "gradient_concentration"),
 }
 

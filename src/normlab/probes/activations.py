@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_bn_mode, every
+from normlab.probes.base import (
+    Headline,
+    Output,
+    ProbeContext,
+    Schedule,
+    check_bn_mode,
+    check_finite_positive,
+    check_positive,
+    every,
+)
 from normlab.train import NetworkSpec, apply_model
 
 PERCENTILES = (15.0, 50.0, 85.0)
@@ -56,10 +65,10 @@ class ActivationsProbe:
     """Per-layer activation histograms and moments, and the percentiles of a tracked unit."""
 
     schedule: Schedule = field(default_factory=lambda: every(50))
-    bins: int = 60
-    value_range: float = 5.0
-    tracked_layer: int = -1
-    tracked_unit: int = 0
+    bins: int = 60  # histogram bins
+    value_range: float = 5.0  # histogram edges: linspace(-r, r, bins + 1)
+    tracked_layer: int = -1  # hidden layer whose unit is tracked (BN15 Fig. 1: the last)
+    tracked_unit: int = 0  # unit (feature or channel) of tracked_layer whose percentiles are tracked (BN15 Fig. 1)
     bn_mode: str = "train"
     name: str = "activations"
     outputs = (
@@ -77,6 +86,8 @@ class ActivationsProbe:
 
     def __post_init__(self):
         check_bn_mode(self.bn_mode)
+        check_positive(self, "bins")
+        check_finite_positive(self, "value_range")
 
     def _tracked(self, spec: NetworkSpec) -> tuple[int, str]:
         names = spec.activation_names

@@ -184,10 +184,38 @@ def probe_setups(probes, specs, states) -> tuple[dict, ...]:
     )
 
 
+class OptionError(ValueError):
+    """A probe option outside what the probe accepts: ``option`` names the field, ``requirement``
+    says what is allowed and what was given (``normlab.experiments.config`` turns it into the
+    one-line error of the setting ``<probe>.<option>``)."""
+
+    def __init__(self, option: str, requirement: str):
+        super().__init__(f"{option} {requirement}")
+        self.option, self.requirement = option, requirement
+
+
+def require(accepted: bool, option: str, allowed: str, value) -> None:
+    """Raise ``OptionError`` ("<option> must be <allowed>; got <value>") unless ``accepted``."""
+    if not accepted:
+        raise OptionError(option, f"must be {allowed}; got {value!r}")
+
+
 def check_bn_mode(mode: str) -> str:
-    if mode not in BN_MODES:
-        raise ValueError(f"bn_mode must be 'train' (batch statistics) or 'eval' (running averages); got {mode!r}")
+    require(mode in BN_MODES, "bn_mode", "'train' (batch statistics) or 'eval' (running averages)", mode)
     return mode
+
+
+def check_positive(probe, *options: str) -> None:
+    """Each of ``options`` (integer fields of ``probe``) is at least 1."""
+    for option in options:
+        require(getattr(probe, option) >= 1, option, ">= 1", getattr(probe, option))
+
+
+def check_finite_positive(probe, *options: str) -> None:
+    """Each of ``options`` (number fields of ``probe``) is a finite number > 0."""
+    for option in options:
+        value = getattr(probe, option)
+        require(math.isfinite(value) and value > 0, option, "a finite number > 0", value)
 
 
 # ------------------------------------------------------------------------------ declared outputs

@@ -22,11 +22,12 @@ unavailable for it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
 
-from normlab.probes.base import Headline, Output, ProbeContext, Schedule, every
+from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_finite_positive, check_positive, every
 from normlab.train import NetworkSpec, state_at
 
 FACTORS = {"gamma": ("scale", 1.0), "beta": ("bias", 0.0)}  # name -> (state key, default)
@@ -53,10 +54,10 @@ class BNParametersProbe:
     """Per norm layer: gamma and beta, their histograms (deviation from 1 and 0) and moments."""
 
     schedule: Schedule = field(default_factory=lambda: every(50))
-    bins: int = 40
-    value_range: float = 1.0
-    bn_mode: str = "none"
+    bins: int = 40  # histogram bins of gamma - 1 and beta
+    value_range: float = 1.0  # histogram edges: linspace(-r, r, bins + 1)
     name: str = "bn_parameters"
+    bn_mode: ClassVar[str] = "none"  # parameters only: no BN mode (a constant, not an option)
     needs = ()
     outputs = tuple(
         output
@@ -71,6 +72,10 @@ class BNParametersProbe:
         )
     )
     headline = Headline("{layer}.gamma_dev", "last", "mean |gamma - 1| of the last norm layer at the end")
+
+    def __post_init__(self):
+        check_positive(self, "bins")
+        check_finite_positive(self, "value_range")
 
     def meta(self, spec: NetworkSpec) -> dict:
         layers = norm_layers(spec)

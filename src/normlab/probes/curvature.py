@@ -19,7 +19,7 @@ Probes (the linear algebra is in :mod:`normlab.probes.lanczos`):
 - ``hessian_trace`` -- Hutchinson's estimate with Rademacher vectors and its standard error;
   per-layer option: ``tr(H_bb)`` from the same vectors.
 - ``hessian_density`` -- stochastic Lanczos quadrature (G19 Sec. 2): Ritz values and weights of
-  ``slq_starts`` runs of ``m`` steps, so the density can be redrawn at any smoothing.
+  ``starts`` runs of ``m`` steps, so the density can be redrawn at any smoothing.
 - ``gradient_concentration`` -- G19 Sec. 4: ``||P_k g||^2 / ||g||^2`` for the projection onto
   the top-1..k Ritz vectors, ``g`` the gradient in the probe's BN mode.
 
@@ -44,7 +44,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from normlab.probes import lanczos as la
-from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_bn_mode, every
+from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_bn_mode, check_positive, every, require
 from normlab.probes.ics import flat_parameters, parameter_owners
 from normlab.probes.shared import mode_loss
 from normlab.train import NetworkSpec
@@ -166,13 +166,12 @@ class _CurvatureProbe:
 
     schedule: Schedule = field(default_factory=lambda: every(100))
     bn_mode: str = "train"
-    lanczos_steps: int = 20
-    seed: int = 0
+    lanczos_steps: int = 20  # Lanczos steps m (one run shared by the curvature probes)
+    seed: int = 0  # of the random start vectors
 
     def __post_init__(self):
         check_bn_mode(self.bn_mode)
-        if self.lanczos_steps < 1:
-            raise ValueError(f"lanczos_steps must be >= 1; got {self.lanczos_steps}")
+        check_positive(self, "lanczos_steps")
 
     def curvature(self, ctx: ProbeContext, **needs) -> Curvature:
         return shared_curvature(ctx, bn_mode=self.bn_mode, steps=self.lanczos_steps, seed=self.seed, **needs)
@@ -213,10 +212,10 @@ class HessianTopProbe(_CurvatureProbe):
     Cost: ``lanczos_steps`` HVPs (shared), or ``k * (power_iterations + 1)`` for power iteration.
     """
 
-    k: int = 1
-    method: str = "lanczos"
-    power_iterations: int = 20
-    per_layer: bool = False
+    k: int = 1  # number of largest eigenvalues
+    method: str = "lanczos"  # "lanczos" or "power" (power iteration, largest magnitude)
+    power_iterations: int = 20  # with method=power: iterations per eigenvalue
+    per_layer: bool = False  # also the top eigenvalue of each layer's diagonal block
     name: str = "hessian_top"
     needs = ("hessian_vector_product", "lanczos_run")
     headline = Headline("top", "last", "top Hessian eigenvalue at the last measurement")
@@ -236,10 +235,8 @@ class HessianTopProbe(_CurvatureProbe):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
-        if not 1 <= self.k:
-            raise ValueError(f"k must be >= 1; got {self.k}")
+        require(self.method in METHODS, "method", f"one of {', '.join(METHODS)}", self.method)
+        check_positive(self, "k", "power_iterations")
 
     def meta(self, spec: NetworkSpec) -> dict:
         return self._meta(
@@ -284,11 +281,11 @@ class HessianTraceProbe(_CurvatureProbe):
     Keys: ``trace``; ``stderr`` = std_j / sqrt(V) (the estimate is within about 2 stderr of the
     truth); ``samples`` (V,). ``per_layer``: also ``layer_trace`` (layers,) = ``tr(H_bb)`` and
     ``layer_stderr`` from the same vectors restricted to each layer (``V`` HVPs per layer).
-    Cost: ``V = hutchinson_vectors`` HVPs.
+    Cost: ``V = vectors`` HVPs.
     """
 
-    vectors: int = 10
-    per_layer: bool = False
+    vectors: int = 10  # Rademacher vectors V
+    per_layer: bool = False  # also the trace of each layer's diagonal block
     name: str = "hessian_trace"
     needs = ("hessian_vector_product",)
     headline = Headline("trace", "last", "Hessian trace at the last measurement")
@@ -303,8 +300,7 @@ class HessianTraceProbe(_CurvatureProbe):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.vectors < 1:
-            raise ValueError(f"vectors must be >= 1; got {self.vectors}")
+        check_positive(self, "vectors")
 
     def meta(self, spec: NetworkSpec) -> dict:
         return self._meta(
@@ -349,7 +345,7 @@ class HessianDensityProbe(_CurvatureProbe):
     when ``hessian_top`` or ``gradient_concentration`` run too.
     """
 
-    starts: int = 2
+    starts: int = 2  # random starts n_v (start 0 is the shared Lanczos run)
     name: str = "hessian_density"
     needs = ("hessian_vector_product", "lanczos_run")
     outputs = (
@@ -361,8 +357,7 @@ class HessianDensityProbe(_CurvatureProbe):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.starts < 1:
-            raise ValueError(f"starts must be >= 1; got {self.starts}")
+        check_positive(self, "starts")
 
     def meta(self, spec: NetworkSpec) -> dict:
         return self._meta(
@@ -393,7 +388,7 @@ class GradientConcentrationProbe(_CurvatureProbe):
     classes); with BN far less. Cost: no HVP beyond the shared run.
     """
 
-    k: int = 10
+    k: int = 10  # top Ritz vectors spanning the subspace
     name: str = "gradient_concentration"
     needs = ("hessian_vector_product", "lanczos_run")
     outputs = (
@@ -403,6 +398,10 @@ class GradientConcentrationProbe(_CurvatureProbe):
         Output("eigenvalues", ("k",), "the Ritz values spanning the subspace"),
     )
     headline = Headline("headline", "median", "median over the run of ||P_k g||^2 / ||g||^2")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive(self, "k")
 
     def meta(self, spec: NetworkSpec) -> dict:
         return self._meta(spec, k=self.k, formula="fraction_j = ||P_j g||^2 / ||g||^2, P_j onto the top-j Ritz vectors",

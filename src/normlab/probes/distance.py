@@ -8,6 +8,7 @@ pair). ``total`` is the distance of all kernels together. Parameters only: no BN
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +20,8 @@ from normlab.train import NetworkSpec, state_at
 @dataclass(frozen=True)
 class DistanceProbe:
     schedule: Schedule = field(default_factory=lambda: every(50))
-    bn_mode: str = "none"
     name: str = "distance"
+    bn_mode: ClassVar[str] = "none"  # parameters only: no BN mode (a constant, not an option)
     needs = ()
     outputs = (
         Output("{layer}", (), "||W_t - W_0||_2 of the layer's kernel"),

@@ -13,11 +13,12 @@ training loss the step itself computed (train mode, batch statistics; no extra p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
 
-from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_bn_mode, every
+from normlab.probes.base import Headline, Output, ProbeContext, Schedule, every
 from normlab.train import NetworkSpec, state_at
 
 DECADES_LOW, DECADES_HIGH, PER_DECADE = -8, 1, 3
@@ -68,10 +69,11 @@ def symmetric_log_histogram(values, low: int = DECADES_LOW, high: int = DECADES_
 @dataclass(frozen=True)
 class GradientsProbe:
     schedule: Schedule = field(default_factory=lambda: every(50))
-    tracked_layer: int = -1
-    tracked_index: int = 0
-    bn_mode: str = "train"
+    tracked_layer: int = -1  # weight layer whose kernel entry is tracked
+    tracked_index: int = 0  # flat index into that kernel
     name: str = "gradients"
+    # The training step's own gradient, so always batch statistics (a constant, not an option).
+    bn_mode: ClassVar[str] = "train"
     outputs = (
         Output("{layer}.mean", (), "mean of the kernel's gradient entries"),
         Output("{layer}.std", (), "standard deviation of the kernel's gradient entries"),
@@ -80,10 +82,6 @@ class GradientsProbe:
         Output("tracked", (), "the gradient of one kernel entry (meta tracked_layer, tracked_index)"),
     )
     headline = Headline("tracked", "std", "spread (std over steps) of the tracked parameter's gradient")
-
-    def __post_init__(self):
-        if check_bn_mode(self.bn_mode) != "train":
-            raise ValueError("the gradients probe reads the training gradient: bn_mode must be 'train'")
 
     def meta(self, spec: NetworkSpec) -> dict:
         layer = spec.weight_layer_names[self.tracked_layer % len(spec.weight_layer_names)]

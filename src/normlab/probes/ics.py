@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_bn_mode, every
+from normlab.probes.base import Headline, Output, ProbeContext, Schedule, check_bn_mode, every, require
 from normlab.probes.shared import mode_loss
 from normlab.train import NetworkSpec, NetworkState
 
@@ -159,8 +159,7 @@ def check_strategy(strategy: str) -> str:
     ``lax.map`` and vmapped weight variants are many times slower on CPU. "map" compiles in
     constant time in the depth: the choice for very deep nets probed rarely.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
+    require(strategy in STRATEGIES, "strategy", f"one of {', '.join(STRATEGIES)}", strategy)
     return strategy
 
 
@@ -249,7 +248,7 @@ class ICSProbe:
 
     schedule: Schedule = field(default_factory=lambda: every(100))
     bn_mode: str = "train"
-    strategy: str = "unrolled"
+    strategy: str = "unrolled"  # "unrolled" (fastest) or "map" (compile time independent of depth)
     name: str = "ics"
     outputs = (
         Output("l2", ("layers",), "||G_i - G'_i||_2 per weight layer (ideal 0)"),

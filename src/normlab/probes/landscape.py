@@ -33,6 +33,7 @@ bodies run slowly), "map" (``lax.map``: the default when every parameter is at m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -40,7 +41,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from normlab.probes.base import Headline, Output, ProbeContext, Schedule, at_steps, check_bn_mode, every
+from normlab.probes.base import (
+    Headline,
+    Output,
+    ProbeContext,
+    Schedule,
+    at_steps,
+    check_bn_mode,
+    check_positive,
+    every,
+    require,
+)
 from normlab.probes.shared import global_norm, mode_loss
 from normlab.train import NetworkSpec
 
@@ -63,8 +74,7 @@ def step_size_grid(low: float, high: float, points: int, spacing: str) -> np.nda
 
 
 def _check_batching(batching: str) -> str:
-    if batching not in BATCHINGS:
-        raise ValueError(f"batching must be one of {BATCHINGS}; got {batching!r}")
+    require(batching in BATCHINGS, "batching", f"one of {', '.join(BATCHINGS)}", batching)
     return batching
 
 
@@ -151,19 +161,23 @@ class _WalkProbe:
     """Shared options and the shared pass of the four step-size probes."""
 
     schedule: Schedule = field(default_factory=lambda: every(100))
-    points: int = 8
-    low: float = 0.5
-    high: float = 4.0
-    spacing: str = "linear"
+    points: int = 8  # step sizes K
+    low: float = 0.5  # smallest step size, a multiple of lr
+    high: float = 4.0  # largest step size, a multiple of lr
+    spacing: str = "linear"  # of the step sizes: "linear" or "log"
     bn_mode: str = "train"
-    batching: str = "auto"
+    batching: str = "auto"  # step sizes: "auto", "unrolled", "map" or "vmap" (never vmap conv nets on CPU)
     relative_to_lr = True  # class constant: step sizes are multiples of the learning rate
     needs = ("gradient_walk",)
 
     def __post_init__(self):
         check_bn_mode(self.bn_mode)
         _check_batching(self.batching)
-        step_size_grid(self.low, self.high, self.points, self.spacing)
+        check_positive(self, "points")
+        require(self.spacing in SPACINGS, "spacing", f"one of {', '.join(SPACINGS)}", self.spacing)
+        require(math.isfinite(self.low) and self.low > 0, "low", "a finite number > 0", self.low)
+        require(math.isfinite(self.high) and self.high > self.low, "high", f"a finite number > low = {self.low:g}",
+                self.high)
 
     def multipliers(self) -> np.ndarray:
         return step_size_grid(self.low, self.high, self.points, self.spacing)
@@ -289,10 +303,10 @@ class DivergenceProbe(_WalkProbe):
     """
 
     schedule: Schedule = field(default_factory=lambda: at_steps(0, 1, 2, 3, 4))
-    points: int = 9
-    low: float = 1e-5
-    high: float = 1e-1
-    spacing: str = "log"
+    points: int = 9  # step sizes K (B18)
+    low: float = 1e-5  # smallest step size (absolute)
+    high: float = 1e-1  # largest step size (absolute)
+    spacing: str = "log"  # of the step sizes: "log" or "linear"
     name: str = "divergence"
     relative_to_lr = False
     outputs = (

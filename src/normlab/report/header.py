@@ -12,10 +12,10 @@ from normlab.report.runs import (
     ReportRun,
     diverged_steps,
     eval_rows,
-    format_value,
     train_rows,
     training_loss_reduction,
 )
+from normlab.store import format_value
 
 # Settings shown in the "what was run" lines rather than only in the full settings table.
 DATA_KEYS = ("dataset", "input_normalization", "normalize", "augment")  # "normalize": its name in older runs

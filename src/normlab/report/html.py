@@ -15,9 +15,10 @@ from pathlib import Path
 
 from normlab.report.findings import findings, replicate_groups
 from normlab.report.header import SUMMARY_HEADER, header_rows, provenance_rows, summary_row
-from normlab.report.runs import MAX_OVERLAID, RunSet, format_value
+from normlab.report.runs import MAX_OVERLAID, RunSet
 from normlab.report.sections import Section, Table
 from normlab.report.style import network_color
+from normlab.store import format_value
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; margin: 0;

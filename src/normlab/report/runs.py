@@ -21,7 +21,7 @@ import numpy as np
 
 from normlab.errors import NormlabError
 from normlab.probes import Headline, Output, make_probe, probe_names
-from normlab.store import Run, is_run_dir, load_run
+from normlab.store import Run, format_value, is_run_dir, load_run
 
 # Figures overlay at most this many runs; beyond it they become unreadable (a sweep can have
 # dozens), and the sweep curves summarize all of them anyway.
@@ -173,15 +173,6 @@ def varied_settings(configs: list[dict]) -> list[str]:
 def hashable(value):
     """``value`` with lists turned into tuples, so it can be grouped on."""
     return tuple(hashable(v) for v in value) if isinstance(value, list) else value
-
-
-def format_value(value) -> str:
-    """A setting's value as users write it with ``--set`` (lists comma-separated)."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(format_value(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _make_labels_unique(runs: list[ReportRun]) -> None:

@@ -6,7 +6,7 @@ The on-disk layout is described in ``normlab.store.layout`` and docs/INTERFACES.
 
 from normlab.store.layout import is_run_dir
 from normlab.store.provenance import collect_provenance
-from normlab.store.reader import Run, load_run
+from normlab.store.reader import Run, format_value, load_run
 from normlab.store.writer import STATUSES, TERMINAL_STATUSES, RunStore, check_output_root, new_run_dir
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "Run",
     "RunStore",
     "collect_provenance",
+    "format_value",
     "is_run_dir",
     "load_run",
     "new_run_dir",

@@ -154,3 +154,14 @@ class Run:
         if name not in names:
             raise UnknownNameError("probe", name, names)
         return name
+
+
+def format_value(value) -> str:
+    """A stored setting's value as ``--set`` writes it (lists comma-separated, floats short): how
+    reports label runs and presets describe their settings; ``experiments.config.parse_value``
+    reads it back. Here, at the store, because both the report and the experiments use it."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(format_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

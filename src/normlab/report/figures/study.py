@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from normlab.report.paired import METHOD, paired_difference, summarize
-from normlab.report.runs import ReportRun, diverged_steps, eval_rows, format_value, hashable, is_number
+from normlab.report.runs import ReportRun, diverged_steps, eval_rows, hashable, is_number
 from normlab.report.sections import Plot, Table
 from normlab.report.style import grid_shape, hide_unused, network_label, new_figure, shared_legend
+from normlab.store import format_value
 
 TRAINS_FACTOR = 2.0
 

@@ -22,7 +22,6 @@ from normlab.report.runs import (
     Sweep,
     diverged_steps,
     eval_rows,
-    format_value,
     hashable,
     is_number,
     study_record,
@@ -30,6 +29,7 @@ from normlab.report.runs import (
 )
 from normlab.report.sections import Plot, Section, Table, missing
 from normlab.report.style import network_color, network_label, new_figure, run_linestyle, run_marker, shared_legend
+from normlab.store import format_value
 
 TITLE = "Sweep curves"
 
