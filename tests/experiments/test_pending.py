@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from normlab.experiments.pending import PendingResults
+from normlab.experiments.pending import LoopState, PendingResults
 
 NAN = float("nan")
 
@@ -49,3 +49,46 @@ def test_a_resumed_run_keeps_its_divergence_steps():
     pending.add(6, _metrics((NAN, 0.0), (0.5, 0.0)))
     assert [r["network"] for r in pending.read_back().rows] == ["batch"]
     assert pending.diverged == {"none": 4}
+
+
+class _RecordingStore:
+    """The part of ``RunStore`` the loop writes to, recording each call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def append_metrics(self, rows):
+        self.calls.append(("metrics", [(r["step"], r["network"]) for r in rows]))
+
+    def append_probe(self, probe, network, step, arrays):
+        self.calls.append(("probe", probe, network, step, sorted(arrays)))
+
+    def flush(self):
+        self.calls.append(("flush",))
+
+    def save_checkpoint(self, step, states, extra):
+        self.calls.append(("checkpoint", step, states, extra))
+
+
+def test_the_loop_state_advances_one_step_per_result_and_moves_them_to_the_store():
+    store = _RecordingStore()
+    loop = LoopState(("s0",), 3, PendingResults(("none", "batch"), np.full(6, 0.1), {"batch": 1}), store)
+    assert loop.read_back() is None and store.calls == []  # nothing pending: nothing written
+    loop.advance(("s1",), _metrics((1.0, 0.5), (0.5, 0.75)), ({"p": {"x": jnp.ones(2)}}, {"p": {"x": jnp.ones(2)}}))
+    loop.advance(("s2",), _metrics((0.75, 0.5), (0.25, 0.75)))  # no probe due
+    assert (loop.states, loop.step) == (("s2",), 5)
+    np.testing.assert_array_equal(loop.read_back(), [0.75, 0.25])
+    # the diverged network (at step 1, carried over a resume) writes nothing after its divergence
+    assert store.calls == [("metrics", [(3, "none"), (4, "none")]), ("probe", "p", "none", 3, ["x"])]
+    store.calls.clear()
+    loop.checkpoint()
+    assert store.calls == [("flush",), ("checkpoint", 5, ("s2",), {"diverged": {"batch": 1}})]
+    assert loop.diverged is loop.pending.diverged
+
+
+def test_the_loop_state_records_a_divergence_when_it_reads_it_back():
+    loop = LoopState((), 0, PendingResults(("none",), np.full(3, 0.1)), _RecordingStore())
+    loop.advance((), _metrics((NAN, 0.0)))
+    assert loop.diverged == {}  # known only once read back from the device
+    loop.read_back()
+    assert loop.diverged == {"none": 0} and loop.pending.all_diverged

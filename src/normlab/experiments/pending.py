@@ -1,15 +1,19 @@
-"""The training loop's bookkeeping between host syncs: results waiting on the device, divergence.
+"""The training loop's bookkeeping between host syncs: results waiting on the device, divergence,
+and the state the loop carries from step to step.
 
 The loop queues each step's device arrays (``add``) and reads them back every ``log_every``
 steps (``read_back``), the only host syncs of training. Reading back turns them into metric rows
 and probe entries and records divergence: a network whose loss is not finite at step ``s`` has
-diverged at ``s`` (its first such step); nothing of it after ``s`` is kept.
+diverged at ``s`` (its first such step); nothing of it after ``s`` is kept. ``LoopState`` holds
+what changes as the loop runs (the states, the step, the pending results) and moves them to the
+store.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -76,3 +80,43 @@ class PendingResults:
     @property
     def all_diverged(self) -> bool:
         return len(self.diverged) == len(self.names)
+
+
+@dataclass
+class LoopState:
+    """What the training loop changes as it runs: the networks' ``states`` (each step returns new
+    ones and donates its inputs), the next ``step`` to train, and the ``pending`` results of the
+    steps taken since the last read-back. ``store`` receives everything (a ``RunStore``)."""
+
+    states: tuple
+    step: int
+    pending: PendingResults
+    store: Any
+
+    @property
+    def diverged(self) -> dict[str, int]:
+        """Network -> divergence step (the same dict as ``pending.diverged``)."""
+        return self.pending.diverged
+
+    def advance(self, states: tuple, metrics, outputs=None) -> None:
+        """Record the step just taken: its new states, its results queued (``outputs`` None when no
+        probe was due)."""
+        self.pending.add(self.step, metrics, outputs)
+        self.states = states
+        self.step += 1
+
+    def read_back(self) -> np.ndarray | None:
+        """Move the pending results to the store (the loop's only host syncs); the losses of the
+        last step read, None if nothing was pending."""
+        result = self.pending.read_back()
+        if result.losses is None:
+            return None
+        self.store.append_metrics(result.rows)
+        for probe_name, network, step, arrays in result.probes:
+            self.store.append_probe(probe_name, network, step, arrays)
+        return result.losses
+
+    def checkpoint(self) -> None:
+        """Flush the store and checkpoint the states at ``step`` with the divergences so far."""
+        self.store.flush()
+        self.store.save_checkpoint(self.step, self.states, extra={"diverged": self.diverged})

@@ -41,7 +41,7 @@ from normlab.experiments.checks import probe_schedule_note
 from normlab.experiments.compiled import EVAL_CHUNK, evaluate, make_group_eval, make_group_step  # noqa: F401
 from normlab.experiments.config import Config, from_dict, to_dict
 from normlab.experiments.interrupts import ReportInterrupted, RunInterrupted, StopRequests
-from normlab.experiments.pending import PendingResults
+from normlab.experiments.pending import LoopState, PendingResults
 from normlab.experiments.presets import PRESETS, preset_defaults
 from normlab.experiments.progress import Progress
 from normlab.experiments.start import write_start_views
@@ -271,93 +271,65 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
     eval_every = config.eval_every or (total if config.full_batch else batches.steps_per_epoch)
     checkpoint_every = config.checkpoint_every or eval_every
     fused = config.group_step == "fused"
-    group_eval = make_group_eval(specs, fused=fused, fast_compile=config.fast_compile)
+    evaluation = GroupEvaluation(make_group_eval(specs, fused=fused, fast_compile=config.fast_compile), names,
+                                 (dataset.x_test, dataset.y_test), _train_eval_subset(config, dataset), dataset.task)
     compiled = {} if compiled is None else compiled
-    train_eval_x, train_eval_y = _train_eval_subset(config, dataset)
     full_batch = (jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)) if config.full_batch else None
 
     learning_rates = np.asarray(jax.vmap(specs[0].learning_rate)(jnp.arange(total + 1)))
-    pending = PendingResults(names, learning_rates, dict(diverged or {}))
-    diverged = pending.diverged  # the same dict: updated by read_back
+    loop = LoopState(states, start, PendingResults(names, learning_rates, dict(diverged or {})), store)
+    stop = StopRequests()
     status = "running"
-    step = start
-
-    def read_back():
-        """Move the pending device results to the store (the only host syncs of the loop)."""
-        result = pending.read_back()
-        if result.losses is None:
-            return None
-        store.append_metrics(result.rows)
-        for probe_name, network, s, arrays in result.probes:
-            store.append_probe(probe_name, network, s, arrays)
-        return result.losses
-
-    def run_evaluation(s):
-        test = evaluate(group_eval, states, dataset.x_test, dataset.y_test, should_stop)
-        train_part = evaluate(group_eval, states, train_eval_x, train_eval_y, should_stop)
-        store.append_metrics(evaluation_rows(s, names, diverged, test, train_part, dataset.task))
-
-    def save(s):
-        store.flush()
-        store.save_checkpoint(s, states, extra={"diverged": diverged})
-
     started = time.perf_counter()
-    stop = None
-
-    def should_stop():
-        return stop is not None and stop.requested
-
     try:
         with (
             CompileTimer() as compile_timer,
             CacheEvents() as cache_events,
-            StopRequests() as stop,
+            stop,
             Progress(total, names, quiet, start, on_progress) as progress,
         ):
             if start % eval_every == 0:  # step 0, or a resumed run whose checkpoint sits on an evaluation
-                run_evaluation(start)
-                store.flush()
-            while step < total:
+                _store_evaluation(loop, evaluation, stop)
+            while loop.step < total:
                 fault_point("training")
                 if stop.requested:
                     raise KeyboardInterrupt
+                step = loop.step
                 x, y = full_batch if full_batch is not None else _batch(config, dataset, batches, step)
                 due = active_probes(probes, step)
                 key = frozenset(p.name for p in due)
                 if key not in compiled:
                     compiled[key] = make_group_step(specs, due, fused=fused, fast_compile=config.fast_compile)
-                states, metrics, outputs = compiled[key](states, x, y, jnp.asarray(step, jnp.int32), setups)
-                pending.add(step, metrics, outputs if due else None)
-                step += 1
-                at_eval = step % eval_every == 0 or step == total
-                if step % config.log_every == 0 or at_eval:
-                    known = len(diverged)
-                    losses = read_back()
-                    progress.update(step, losses)
-                    if len(diverged) != known:
-                        store.update_info(diverged=diverged)
-                    if pending.all_diverged:
+                states, metrics, outputs = compiled[key](loop.states, x, y, jnp.asarray(step, jnp.int32), setups)
+                loop.advance(states, metrics, outputs if due else None)
+                at_eval = loop.step % eval_every == 0 or loop.step == total
+                if loop.step % config.log_every == 0 or at_eval:
+                    known = len(loop.diverged)
+                    progress.update(loop.step, loop.read_back())
+                    if len(loop.diverged) != known:
+                        store.update_info(diverged=loop.diverged)
+                    if loop.pending.all_diverged:
                         break
                 if at_eval:
-                    run_evaluation(step)
-                    store.flush()
-                if step % checkpoint_every == 0 and step < total:
-                    save(step)
-        read_back()
-        status = "diverged" if pending.all_diverged else "completed"
+                    _store_evaluation(loop, evaluation, stop)
+                if loop.step % checkpoint_every == 0 and loop.step < total:
+                    loop.checkpoint()
+        loop.read_back()
+        status = "diverged" if loop.pending.all_diverged else "completed"
         store.flush()
-        store.set_status(status, diverged=diverged, steps_done=step, train_seconds=time.perf_counter() - started,
-                         compile_seconds=compile_timer.seconds, compilations=compile_timer.compilations,
+        store.set_status(status, diverged=loop.diverged, steps_done=loop.step,
+                         train_seconds=time.perf_counter() - started, compile_seconds=compile_timer.seconds,
+                         compilations=compile_timer.compilations,
                          compile_cache=cache_events.summary(active_compile_cache_dir()))
     except KeyboardInterrupt:
-        checkpointed = step
+        checkpointed = loop.step
         try:
-            read_back()
-            save(step)
+            loop.read_back()
+            loop.checkpoint()
         except BaseException:  # a second signal (or one inside a compiled call, whose donated inputs are gone)
             checkpointed = store.latest_checkpoint_step() or 0
             store.truncate_after(checkpointed - 1, keep_checkpoints=True)
-        store.set_status("interrupted", diverged=diverged, steps_done=checkpointed)
+        store.set_status("interrupted", diverged=loop.diverged, steps_done=checkpointed)
         raise RunInterrupted(store.path, checkpointed) from None
     except Exception as error:
         try:  # what can still be written is: a full disk may refuse these too
@@ -365,13 +337,38 @@ def _train(config, dataset, specs, states, setups, probes, store, *, start: int,
         except OSError:
             pass
         try:
-            store.set_status("failed", error=f"{type(error).__name__}: {error}", steps_done=step)
+            store.set_status("failed", error=f"{type(error).__name__}: {error}", steps_done=loop.step)
         except OSError:
             pass
         raise
-    return RunResult(
-        path=store.path, status=status, steps=step, diverged=dict(diverged), final=final_metrics(store.path)
-    )
+    return RunResult(path=store.path, status=status, steps=loop.step, diverged=dict(loop.diverged),
+                     final=final_metrics(store.path))
+
+
+def _store_evaluation(loop: LoopState, evaluation: GroupEvaluation, stop: StopRequests) -> None:
+    """Evaluate the loop's states after ``loop.step`` steps into its store (flushed); a stop request
+    ends the evaluation between chunks."""
+    loop.store.append_metrics(evaluation.rows(loop.states, loop.step, loop.diverged, lambda: stop.requested))
+    loop.store.flush()
+
+
+@dataclass(frozen=True)
+class GroupEvaluation:
+    """The group's evaluation: its compiled function (``make_group_eval``), the networks' names,
+    the test split and the fixed training subset (``x``, ``y`` each) and the task."""
+
+    group_eval: Callable
+    names: tuple[str, ...]
+    test: tuple[np.ndarray, np.ndarray]
+    train_part: tuple[np.ndarray, np.ndarray]
+    task: str
+
+    def rows(self, states, step: int, diverged, should_stop) -> list[dict]:
+        """The "eval" rows of ``states`` after ``step`` steps (``evaluation_rows``); ``should_stop()``
+        is asked between chunks."""
+        test = evaluate(self.group_eval, states, *self.test, should_stop)
+        train_part = evaluate(self.group_eval, states, *self.train_part, should_stop)
+        return evaluation_rows(step, self.names, diverged, test, train_part, self.task)
 
 
 def evaluation_rows(step: int, names, diverged, test: np.ndarray, train_part: np.ndarray, task: str) -> list[dict]:
