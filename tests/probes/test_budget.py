@@ -88,14 +88,14 @@ def test_measured_costs_are_ratios_to_the_plain_step_with_a_noise_floor():
 
     costs = measured_costs(block_seconds, [cheap, costly], repeats=3, min_seconds=0)
     assert costs == {"cheap": MIN_COST_STEPS, "costly": pytest.approx(25 / 30)}
-    assert calls[0] == ((), 1)  # the first plain call sizes the blocks: 30 ms needs no more steps
-    assert len(calls) == 1 + 3 * 4  # a warm-up each, then three interleaved rounds
-    assert [due for due, _ in calls[4:7]] == [(), (cheap,), (costly,)]
-    assert {steps for _, steps in calls[1:]} == {1}
+    assert calls[:2] == [((), 1), ((), 1)]  # a compiling call, then one that sizes the blocks: 30 ms is enough
+    assert len(calls) == 2 + 3 * 4  # a warm-up each, then three interleaved rounds
+    assert [due for due, _ in calls[5:8]] == [(), (cheap,), (costly,)]
+    assert {steps for _, steps in calls[2:]} == {1}
     # rounds go on until the timed blocks add up to min_seconds (0.1149 s a round: 2 rounds for 0.2 s)
     calls.clear()
     measured_costs(block_seconds, [cheap, costly], repeats=1, min_seconds=0.2)
-    assert len(calls) == 1 + 3 * (1 + 2)
+    assert len(calls) == 2 + 3 * (1 + 2)
 
 
 def test_a_fast_step_is_timed_in_blocks_and_the_cost_is_per_loop_step():
@@ -110,12 +110,14 @@ def test_a_fast_step_is_timed_in_blocks_and_the_cost_is_per_loop_step():
 
     def block_seconds(due, steps):
         seen.append(steps)
+        if len(seen) == 1:
+            return 3.0  # the first call compiles: it must not size the blocks (it would make them 1 step)
         alone = 0.002 if steps == 1 else None  # one step timed alone: dispatch not overlapped
         return alone if alone is not None else 0.001 * steps + (0.003 if due else 0.0)
 
     assert block_length(0.002) == 10 and block_length(0.5) == 1 and block_length(1e-5) == MAX_BLOCK_STEPS
     costs = measured_costs(block_seconds, [probe], repeats=2, min_seconds=0)
-    assert seen[0] == 1 and set(seen[1:]) == {block_length(0.002)}
+    assert seen[:2] == [1, 1] and set(seen[2:]) == {block_length(0.002)}
     assert costs == {"probe": pytest.approx(3.0)}
 
 
@@ -125,9 +127,9 @@ def test_measured_costs_take_the_fastest_call_of_each_so_preemption_does_not_cou
 
     probe = Named()
     # a plain step of 10 ms and a probed one of 15 ms, slowed by preemption in 3 of the 5 plain
-    # calls (the medians, 20 and 15 ms, would make the probe look free); after the sizing call and
-    # the two warm-ups:
-    slowed = iter([1.0, 1.0, 1.0] + [2.0, 1.0, 1.0, 1.5, 3.0, 1.0, 2.0, 1.0, 1.0, 2.0])
+    # calls (the medians, 20 and 15 ms, would make the probe look free); after the compiling and
+    # the sizing call and the two warm-ups:
+    slowed = iter([1.0, 1.0, 1.0, 1.0] + [2.0, 1.0, 1.0, 1.5, 3.0, 1.0, 2.0, 1.0, 1.0, 2.0])
     costs = measured_costs(lambda due, steps: (0.010 * steps + (0.005 if due else 0.0)) * next(slowed), [probe],
                            repeats=5, min_seconds=0)
     assert costs == {"probe": pytest.approx(0.5)}

@@ -127,15 +127,16 @@ def measured_costs(block_seconds: Callable[[tuple, int], float], probes: Sequenc
     ``block_seconds(due, n)`` runs ``n`` training steps as the training loop does (dispatched back
     to back, waited for at the end, the outputs read back), the first with the probes ``due`` (a
     tuple, ``()`` for none) and the rest plain, and returns the block's wall time: ``T_p`` for
-    ``due = (p,)``, ``T_0`` for ``()``. ``n = block_length`` of the first plain call. One warm-up
-    call each (it compiles), then the candidates alternate, so machine noise hits them alike: at
-    least ``repeats`` rounds, more (up to ``max_repeats``) until the timed blocks add up to
-    ``min_seconds``. With ``n = 1`` this is ``min(t_p) / min(t) - 1``.
+    ``due = (p,)``, ``T_0`` for ``()``. ``n = block_length`` of a second plain call of one step
+    (the first compiles). One warm-up call each (it compiles), then the candidates alternate, so
+    machine noise hits them alike: at least ``repeats`` rounds, more (up to ``max_repeats``) until
+    the timed blocks add up to ``min_seconds``. With ``n = 1`` this is ``min(t_p) / min(t) - 1``.
 
     The minimum, not the median: on a shared machine a block's time is its own plus whatever
     preemption hit it, a heavy tail; the fastest of many is the closest to its own time, for the
     plain and the probed block alike (``bench/probe_budget.py`` prints both).
     """
+    block_seconds((), 1)  # compiles the plain step: a block sized by a compiling call would be one step
     steps = block_length(block_seconds((), 1))
     candidates = [()] + [(probe,) for probe in probes]
     for due in candidates:
