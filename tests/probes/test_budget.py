@@ -99,7 +99,8 @@ def test_measured_costs_are_ratios_to_the_plain_step_with_a_noise_floor():
 
 
 def test_a_fast_step_is_timed_in_blocks_and_the_cost_is_per_loop_step():
-    """A 1 ms step is timed in blocks of 16 (at most MAX_BLOCK_STEPS, MIN_BLOCK_SECONDS long),
+    """With blocks allowed (max_block_steps=16; the default is one step), a 1 ms step is timed in
+    blocks of 16 (at most max_block_steps, MIN_BLOCK_SECONDS long),
     and the cost is what the probe adds to a block, in the block's own per-step time: a probe step
     that costs 3 ms more in the loop is 3 plain steps, however long the step takes alone."""
     class Named:
@@ -115,9 +116,10 @@ def test_a_fast_step_is_timed_in_blocks_and_the_cost_is_per_loop_step():
         alone = 0.002 if steps == 1 else None  # one step timed alone: dispatch not overlapped
         return alone if alone is not None else 0.001 * steps + (0.003 if due else 0.0)
 
-    assert block_length(0.002) == 10 and block_length(0.5) == 1 and block_length(1e-5) == MAX_BLOCK_STEPS
-    costs = measured_costs(block_seconds, [probe], repeats=2, min_seconds=0)
-    assert seen[:2] == [1, 1] and set(seen[2:]) == {block_length(0.002)}
+    assert block_length(0.002, 16) == 10 and block_length(0.5, 16) == 1 and block_length(1e-5, 16) == 16
+    assert block_length(0.002) == block_length(1e-5) == MAX_BLOCK_STEPS == 1  # the default: one step
+    costs = measured_costs(block_seconds, [probe], repeats=2, min_seconds=0, max_block_steps=16)
+    assert seen[:2] == [1, 1] and set(seen[2:]) == {10}
     assert costs == {"probe": pytest.approx(3.0)}
 
 

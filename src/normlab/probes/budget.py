@@ -98,28 +98,34 @@ def overhead(schedules: Mapping[str, tuple[int, ...]], costs: Mapping[str, float
 # a probe timed as free on a busy machine would otherwise be scheduled at every step.
 MIN_COST_STEPS = 0.1
 
-# A timed block lasts at least this long, and has at most MAX_BLOCK_STEPS steps (see block_length).
+# A timed block lasts at least this long, and has at most ``max_steps`` steps (see block_length).
 MIN_BLOCK_SECONDS = 0.02
-MAX_BLOCK_STEPS = 16
+# The default: blocks of one step. Measured idle (bench/probe_budget.py, README): with blocks of up
+# to 16 steps the cheap probes' costs (distance, gradients) fell to the MIN_COST_STEPS floor, they
+# were scheduled hundreds of times and the mlp and dln overheads at a 20% budget came out +73% and
+# +86%; with one-step blocks +13% and +31%.
+MAX_BLOCK_STEPS = 1
 
 
-def block_length(step_seconds: float) -> int:
+def block_length(step_seconds: float, max_steps: int = MAX_BLOCK_STEPS) -> int:
     """Steps per timed block: enough that a block of plain steps lasts ``MIN_BLOCK_SECONDS``, at
-    most ``MAX_BLOCK_STEPS``, at least 1.
+    most ``max_steps``, at least 1.
 
     Why blocks: the training loop dispatches steps back to back without waiting for them, so for
     a small network a plain step in the loop costs less than one timed on its own, and a probe
     step can slow the steps right after it (``bench/probe_budget.py`` shows both). A
     probe's cost is what it adds to a block of loop steps, in loop steps; for a step of 20 ms or
-    more (a conv net) these effects are lost in the step itself and a block is one step.
+    more (a conv net) these effects are lost in the step itself and a block is one step. Measured,
+    longer blocks resolved cheap probes worse (``MAX_BLOCK_STEPS``), so by default a block is one step.
     """
     if not step_seconds > 0:
-        return MAX_BLOCK_STEPS
-    return max(1, min(MAX_BLOCK_STEPS, math.ceil(MIN_BLOCK_SECONDS / step_seconds)))
+        return max_steps
+    return max(1, min(max_steps, math.ceil(MIN_BLOCK_SECONDS / step_seconds)))
 
 
 def measured_costs(block_seconds: Callable[[tuple, int], float], probes: Sequence, *, repeats: int = 5,
-                   min_seconds: float = 2.0, max_repeats: int = 40) -> dict[str, float]:
+                   min_seconds: float = 2.0, max_repeats: int = 40,
+                   max_block_steps: int = MAX_BLOCK_STEPS) -> dict[str, float]:
     """Each probe's cost in plain loop steps, at least ``MIN_COST_STEPS``:
 
         c_p = (min(T_p) - min(T_0)) / (min(T_0) / n)
@@ -127,17 +133,18 @@ def measured_costs(block_seconds: Callable[[tuple, int], float], probes: Sequenc
     ``block_seconds(due, n)`` runs ``n`` training steps as the training loop does (dispatched back
     to back, waited for at the end, the outputs read back), the first with the probes ``due`` (a
     tuple, ``()`` for none) and the rest plain, and returns the block's wall time: ``T_p`` for
-    ``due = (p,)``, ``T_0`` for ``()``. ``n = block_length`` of a second plain call of one step
-    (the first compiles). One warm-up call each (it compiles), then the candidates alternate, so
-    machine noise hits them alike: at least ``repeats`` rounds, more (up to ``max_repeats``) until
-    the timed blocks add up to ``min_seconds``. With ``n = 1`` this is ``min(t_p) / min(t) - 1``.
+    ``due = (p,)``, ``T_0`` for ``()``. ``n = block_length`` (at most ``max_block_steps``) of
+    a second plain call of one step (the first compiles). One warm-up call each (it compiles),
+    then the candidates alternate, so machine noise hits them alike: at least ``repeats`` rounds,
+    more (up to ``max_repeats``) until the timed blocks add up to ``min_seconds``. With ``n = 1``
+    (the default) this is ``min(t_p) / min(t) - 1``.
 
     The minimum, not the median: on a shared machine a block's time is its own plus whatever
     preemption hit it, a heavy tail; the fastest of many is the closest to its own time, for the
     plain and the probed block alike (``bench/probe_budget.py`` prints both).
     """
     block_seconds((), 1)  # compiles the plain step: a block sized by a compiling call would be one step
-    steps = block_length(block_seconds((), 1))
+    steps = block_length(block_seconds((), 1), max_block_steps)
     candidates = [()] + [(probe,) for probe in probes]
     for due in candidates:
         block_seconds(due, steps)
