@@ -43,6 +43,7 @@ def _one_error_line(capsys, argv) -> str:
         ("steps=99999999999", "'steps'", "at most 2147483647"),
         ("landscape_range=0.5,inf", "'landscape_range'", "finite"),
         ("init_std=-0.1", "'init_std'", ">= 0"),
+        ("width=1e40", "'width'", "(0, 64]"),  # found by the CLI fuzz: it reached the model build
         ("init_std=0.1", "'init_std'", "ioffe_mlp"),  # the mlp has no init_std option
         ("depth=-1", "'depth'", ">= 0"),
         ("depth=3", "'depth'", "(dln)"),

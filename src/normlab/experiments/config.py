@@ -455,10 +455,13 @@ _NON_NEGATIVE = ("epochs", "steps", "eval_every", "checkpoint_every", "step_cost
 
 
 _INT_LIMIT = 2**31 - 1
+MAX_WIDTH = 64
 # key -> (lower-bound test, upper-bound test, the allowed range in words); NaN and inf never pass.
 _RANGES = {
     "lr": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
-    "width": (lambda v: v > 0, lambda v: True, "a finite number > 0"),
+    # Wider than MAX_WIDTH x the paper's layers no longer fits in memory (a VGG's 512 channels
+    # times 64 are 9 GiB of one conv's weights): refused before any work rather than at the build.
+    "width": (lambda v: v > 0, lambda v: v <= MAX_WIDTH, f"in (0, {MAX_WIDTH}]"),
     "init_std": (lambda v: v >= 0, lambda v: True, "a finite number >= 0 (0 = the model's default)"),
     "dropout": (lambda v: v >= 0, lambda v: v < 1, "in [0, 1)"),
     "momentum": (lambda v: v >= 0, lambda v: v < 1, "in [0, 1)"),
