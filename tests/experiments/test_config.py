@@ -39,6 +39,22 @@ def test_overrides_are_parsed_by_the_field_type():
         ("batch_size=0", "setting 'batch_size' must be > 0"),
         ("networks=batch,batch", "repeated name"),
         ("epochs", "--set expects key=value"),
+        # a probe's options, <probe>.<option>, and the old flat names of them
+        ("hessain_top.k=3", "unknown setting 'hessain_top.k': no probe 'hessain_top'; probes: activations,"),
+        ("hessian_top.kk=3", "unknown setting 'hessian_top.kk'; probe 'hessian_top' has the options k, method,"),
+        ("distance.bins=3", "probe 'distance' has the options (none)"),
+        ("hessian_top.schedule=3", "has the options k, method"),
+        ("landscape.points=3", "setting 'landscape.points' is set for several probes at once: set 'landscape_points'"),
+        ("activations.bn_mode=eval", "set 'probe_bn_mode'"),
+        ("hessian_top.k=three", "setting 'hessian_top.k' expects int, got 'three'"),
+        ("hessian_top.k=0", "setting 'hessian_top.k' must be >= 1; got 0"),
+        ("hessian_top.method=newton", "setting 'hessian_top.method' must be one of lanczos, power; got 'newton'"),
+        ("ics.strategy=vmap", "setting 'ics.strategy' must be one of unrolled, map; got 'vmap'"),
+        ("activations.value_range=inf", "setting 'activations.value_range' must be a finite number > 0; got inf"),
+        ("divergence.high=1e-6", "setting 'divergence.high' must be a finite number > low = 1e-05; got 1e-06"),
+        ("hist_bins=0", "setting 'activations.bins' must be >= 1; got 0"),
+        ("gradients.tracked_index=99999999999", "setting 'gradients.tracked_index' must be at most 2147483647"),
+        ("divergence_range=0.1", "setting 'divergence_range' expects two numbers low,high; got (0.1,)"),
     ],
 )
 def test_bad_overrides_are_one_line_errors(assignment, message):
@@ -121,30 +137,6 @@ def test_probe_options_round_trip_through_config_json():
     assert config.probe_options == (("divergence.high", 0.5), ("hessian_top.k", 3))  # defaults are not kept
 
 
-@pytest.mark.parametrize(
-    "assignment, message",
-    [
-        ("hessain_top.k=3", "unknown setting 'hessain_top.k': no probe 'hessain_top'; probes: activations,"),
-        ("hessian_top.kk=3", "unknown setting 'hessian_top.kk'; probe 'hessian_top' has the options k, method,"),
-        ("distance.bins=3", "probe 'distance' has the options (none)"),
-        ("hessian_top.schedule=3", "has the options k, method"),
-        ("landscape.points=3", "setting 'landscape.points' is set for several probes at once: set 'landscape_points'"),
-        ("activations.bn_mode=eval", "set 'probe_bn_mode'"),
-        ("hessian_top.k=three", "setting 'hessian_top.k' expects int, got 'three'"),
-        ("hessian_top.k=0", "setting 'hessian_top.k' must be >= 1; got 0"),
-        ("hessian_top.method=newton", "setting 'hessian_top.method' must be one of lanczos, power; got 'newton'"),
-        ("ics.strategy=vmap", "setting 'ics.strategy' must be one of unrolled, map; got 'vmap'"),
-        ("activations.value_range=inf", "setting 'activations.value_range' must be a finite number > 0; got inf"),
-        ("divergence.high=1e-6", "setting 'divergence.high' must be a finite number > low = 1e-05; got 1e-06"),
-        ("hist_bins=0", "setting 'activations.bins' must be >= 1; got 0"),
-        ("gradients.tracked_index=99999999999", "setting 'gradients.tracked_index' must be at most 2147483647"),
-        ("divergence_range=0.1", "setting 'divergence_range' expects two numbers low,high; got (0.1,)"),
-    ],
-)
-def test_bad_probe_options_are_one_line_errors(assignment, message):
-    with pytest.raises(NormlabError) as error:
-        apply_overrides(default_config(), [assignment])
-    assert message in str(error.value) and "\n" not in str(error.value)
 
 
 OLD_SPELLINGS = {  # each setting as runs before the per-probe options wrote it -> today's key and value
