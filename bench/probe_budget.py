@@ -5,7 +5,9 @@ time the probes and pick their steps for a run of ``--steps`` steps, then time t
 with the chosen schedule ("probed") and without probes ("plain"), the two loops alternating over
 the repeats. ``overhead = probed / plain - 1`` of the medians (the target: the budget +-3
 points), and beside it of the fastest loops (what preemption on a loaded machine leaves least
-touched). Same batch every step (the schedule, not the data, is what is measured). The load
+touched). "plain spread" is (slowest - fastest) / median of the plain loops: where it is
+several points, so is the uncertainty of the overhead. Same batch every step (the schedule, not
+the data, is what is measured). The load
 average is printed at the start and the end: above the core count the figures are noise.
 
 Usage: ``PYTHONPATH=src .venv/bin/python bench/probe_budget.py [--models mlp,vgg,dln]
@@ -99,14 +101,16 @@ def main() -> None:
             used = statistics.median(times["probed"]) / statistics.median(times["plain"]) - 1
             fastest = min(times["probed"]) / min(times["plain"]) - 1
             counts = ", ".join(f"{p} {len(s)} x {chosen['costs'][p]:.2f}" for p, s in chosen["steps"].items())
+            # The resolution: how far apart identical plain loops ran, against the 3-point target.
+            spread = (max(times["plain"]) - min(times["plain"])) / statistics.median(times["plain"])
             rows.append((name, f"{budget:.0%}", f"{used:+.1%}", f"{100 * (used - budget):+.1f}",
-                         "yes" if abs(used - budget) <= 0.03 else "no", f"{fastest:+.1%}",
+                         "yes" if abs(used - budget) <= 0.03 else "no", f"{fastest:+.1%}", f"{spread:.1%}",
                          f"{1e3 * min(times['plain']) / args.steps:.2f}", counts))
             print(f"  {rows[-1]}", flush=True)
     print_table(f"probing overhead under probe_budget ({args.steps} steps, interleaved loops, {args.repeats} repeats; "
                 f"load average at the end {os.getloadavg()[0]:.1f})",
-                rows, ("model", "budget", "median", "points off", "within 3", "fastest", "plain ms/step",
-                       "measurements x measured cost (plain steps)"))
+                rows, ("model", "budget", "median", "points off", "within 3", "fastest", "plain spread",
+                       "plain ms/step", "measurements x measured cost (plain steps)"))
 
 
 if __name__ == "__main__":

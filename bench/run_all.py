@@ -22,6 +22,8 @@ BENCHMARKS = [
         ["--reps", "3"],
     ),
     ("VGG forward+backward, chosen conv path vs lax.conv_general_dilated", "vgg_paths.py", [], ["--repeats", "2"]),
+    ("the first-layer conv rule in the whole train step", "first_layer_conv.py", [],
+     ["--repeats", "3", "--rounds", "1"]),
     ("paired step, quickstart end to end, peak memory", "paired.py", [], ["--repeats", "3"]),
     (
         "probe bundle vs naive and seed-style references; probing overhead",

@@ -53,6 +53,9 @@ def test_auto_rule_and_forced_paths(tiny):
         assert resolve_conv_path("auto", (128, 2, 2, 512), (3, 3, 512, 512)) == "im2col"
         assert resolve_conv_path("auto", (128, 32, 32, 64), (3, 3, 64, 64)) == "im2col"
         assert resolve_conv_path("auto", (128, 8, 8, 16), (3, 3, 16, 32)) == "xla"
+        assert resolve_conv_path("auto", (128, 32, 32, 3), (3, 3, 3, 8)) == "im2col"  # a first layer
+        assert resolve_conv_path("auto", (128, 28, 28, 1), (5, 5, 1, 6)) == "im2col"
+        assert resolve_conv_path("auto", (128, 32, 32, 8), (3, 3, 8, 8)) == "xla"
     else:
         assert resolve_conv_path("auto", (128, 2, 2, 512), (3, 3, 512, 512)) == "xla"
     assert resolve_conv_path("xla", (1, 2, 2, 8), (3, 3, 8, 8)) == "xla"
