@@ -8,8 +8,9 @@ import pytest
 
 from normlab.errors import NormlabError
 from normlab.experiments import apply_overrides, default_config
+from normlab.experiments.config import probe_option
 from normlab.experiments.summary import spread_text, sweep_summary_lines
-from normlab.experiments.sweep import SWEEP_FILE, load_sweep, parse_grid, run_sweep, sweep_points
+from normlab.experiments.sweep import SWEEP_FILE, load_sweep, member_config, parse_grid, run_sweep, sweep_points
 from normlab.store import load_run
 from normlab.store.files import write_json_atomically
 
@@ -22,6 +23,19 @@ def test_grid_values_are_type_checked_and_tuples_use_plus():
         parse_grid(["lr=fast"])
     with pytest.raises(NormlabError, match="unknown setting 'rate'"):
         parse_grid(["rate=1"])
+
+
+def test_a_grid_over_a_renamed_setting_names_its_members_in_todays_spelling():
+    grid = parse_grid(["hessian_k=2,3", "divergence_range=0.1+10"])
+    assert grid == {"hessian_top.k": ["2", "3"], "divergence_range": ["0.1,10"]}
+    base = apply_overrides(replace(default_config(), preset="grid"), ["probes=hessian_top,divergence"])
+    point = sweep_points(grid, [0])[1]
+    assert point.settings == (("hessian_top.k", "3"), ("divergence_range", "0.1,10"))
+    config = member_config(base, point)
+    assert probe_option(config, "hessian_top.k") == 3
+    assert (probe_option(config, "divergence.low"), probe_option(config, "divergence.high")) == (0.1, 10)
+    with pytest.raises(NormlabError, match="setting 'hessian_top.k' expects int"):
+        parse_grid(["hessian_k=many"])
 
 
 def test_a_sweep_runs_every_member_and_reports_n_and_spread(tmp_path):
