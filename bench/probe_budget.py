@@ -7,8 +7,8 @@ the repeats. ``overhead = probed / plain - 1`` of the medians (the target: the b
 points), and beside it of the fastest loops (what preemption on a loaded machine leaves least
 touched). "plain spread" is (slowest - fastest) / median of the plain loops: where it is
 several points, so is the uncertainty of the overhead. Same batch every step (the schedule, not
-the data, is what is measured). The load
-average is printed at the start and the end: above the core count the figures are noise.
+the data, is what is measured). The load average is printed at the start and the end: above the
+core count the figures are noise.
 
 Usage: ``PYTHONPATH=src .venv/bin/python bench/probe_budget.py [--models mlp,vgg,dln]
 [--budgets 0.05,0.2] [--steps 300] [--repeats 3]``

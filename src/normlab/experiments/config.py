@@ -559,6 +559,13 @@ RENAMED_SETTINGS: dict[str, str | tuple[str, str]] = {
 }
 
 
+def current_setting_key(key: str) -> str:
+    """``key`` in today's spelling (``RENAMED_SETTINGS``); an old pair setting, which became two
+    settings, keeps its key (``renamed_setting`` splits its value)."""
+    renamed = RENAMED_SETTINGS.get(key, key)
+    return renamed if isinstance(renamed, str) else key
+
+
 def renamed_setting(key: str, value) -> dict[str, Any]:
     """``{key: value}`` in today's spelling (``RENAMED_SETTINGS``); an old pair setting gives two."""
     renamed = RENAMED_SETTINGS.get(key, key)

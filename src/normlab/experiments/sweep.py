@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from normlab.errors import NormlabError
-from normlab.experiments.config import RENAMED_SETTINGS, Config, apply_overrides, from_dict, parse_value, to_dict
+from normlab.experiments.config import Config, apply_overrides, current_setting_key, from_dict, parse_value, to_dict
 from normlab.experiments.interrupts import RunInterrupted
 from normlab.experiments.member import (
     EXIT_FINISHED,
@@ -112,7 +112,7 @@ def parse_grid(assignments: list[str]) -> dict[str, list[str]]:
 
     Values are separated by commas; for tuple-valued settings write the tuple's items joined with
     ``+`` (``networks=none+batch,none+noisy``). A renamed setting's old key is read as its
-    new one (``RENAMED_SETTINGS``), so the members are named in today's spelling; an old pair
+    new one (``current_setting_key``), so the members are named in today's spelling; an old pair
     setting (two settings now) keeps its key and is split when a member is configured.
     """
     grid = {}
@@ -120,9 +120,7 @@ def parse_grid(assignments: list[str]) -> dict[str, list[str]]:
         key, sep, text = assignment.partition("=")
         if not sep or not text:
             raise NormlabError(f"--grid expects key=value1,value2,...; got {assignment!r}")
-        key = key.strip()
-        renamed = RENAMED_SETTINGS.get(key, key)
-        key = renamed if isinstance(renamed, str) else key
+        key = current_setting_key(key.strip())
         values = [value.replace("+", ",") for value in text.split(",") if value]
         for value in values:
             parse_value(key, value)  # fails early with the config's one-line errors

@@ -35,9 +35,8 @@ patches (27 values for RGB and 3x3), and XLA's convolution over 3 or 1 channels 
 idle, forward and both backward passes, im2col 1.47x faster on the narrow VGG's conv0 and 1.42x on
 LeNet's conv0; in the whole train step (``bench/first_layer_conv.py``: without and with this
 part of the rule, interleaved in one process; four rounds of 9 repeats, two of them by the
-script's first draft) the narrow VGG 1.01-1.08x
-and LeNet 1.03-1.10x faster. In training a first layer needs no input gradient, so its patches
-are never scattered back.
+script's first draft) the narrow VGG 1.01-1.08x and LeNet 1.03-1.10x faster. In training a first
+layer needs no input gradient, so its patches are never scattered back.
 
 Rule (``use_im2col_on_cpu``): im2col on CPU iff the input map is smaller than the kernel in
 height or width, or the layer has at least ``IM2COL_MIN_CHANNELS`` (64) output channels on a map of
