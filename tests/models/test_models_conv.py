@@ -1,4 +1,4 @@
-"""The im2col and shifted conv paths equal XLA's convolution, in values and gradients, on every
+"""The im2col, shifted and oneDNN conv paths equal XLA's convolution, in values and gradients, on every
 model shape; the reshape pooling equals nnx's pooling."""
 
 from __future__ import annotations
@@ -8,8 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from normlab.models import conv2d, resolve_conv_path
+from normlab.models import conv2d, onednn, resolve_conv_path
 from normlab.models.layers import POOLS, pool_2x2
+
+ONEDNN = pytest.param("onednn", marks=pytest.mark.skipif(
+    not onednn.available(), reason=f"oneDNN path: {onednn.unavailable_reason()}"))
 
 # (N, H, W, C_in, C_out, kernel, padding): narrow VGG 3x3 SAME convs including the maps smaller
 # than the kernel (2x2, 1x1), and LeNet's two 5x5 convs (padding 2 on 28x28, then none).
@@ -27,7 +30,7 @@ def relative_error(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
-@pytest.mark.parametrize("path", ["im2col", "shifted"])
+@pytest.mark.parametrize("path", ["im2col", "shifted", ONEDNN])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[1]}x{s[2]}x{s[3]}-{s[4]}k{s[5]}p{s[6]}")
 def test_each_conv_path_matches_xla_values_and_gradients(shape, path):
     n, h, w, c_in, c_out, k, padding = shape
@@ -48,7 +51,8 @@ def test_each_conv_path_matches_xla_values_and_gradients(shape, path):
         assert relative_error(g, g_ref) < 1e-5
 
 
-def test_auto_rule_and_forced_paths(tiny):
+def test_auto_rule_and_forced_paths(tiny, monkeypatch):
+    monkeypatch.setattr(onednn, "available", lambda: False)  # the rule without oneDNN (its own test has it)
     if jax.default_backend() == "cpu":
         assert resolve_conv_path("auto", (128, 2, 2, 512), (3, 3, 512, 512)) == "im2col"
         assert resolve_conv_path("auto", (128, 32, 32, 64), (3, 3, 64, 64)) == "im2col"
@@ -61,12 +65,15 @@ def test_auto_rule_and_forced_paths(tiny):
     assert resolve_conv_path("xla", (1, 2, 2, 8), (3, 3, 8, 8)) == "xla"
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
     outputs = {}
-    for path in ("xla", "im2col", "shifted"):
+    monkeypatch.undo()
+    paths = ("xla", "im2col", "shifted", "onednn") if onednn.available() else ("xla", "im2col", "shifted")
+    for path in paths:
         model = tiny("vgg", conv_path=path)
         assert {layer.path for layer in model.weight_layers[:10]} == {path}
         outputs[path] = model(x, train=False)
     np.testing.assert_allclose(outputs["im2col"], outputs["xla"], rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(outputs["shifted"], outputs["xla"], rtol=1e-4, atol=1e-6)
+    for path in paths[1:]:
+        np.testing.assert_allclose(outputs[path], outputs["xla"], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
@@ -100,7 +107,7 @@ PADDING_CASES = [
 ]
 
 
-@pytest.mark.parametrize("path", ["xla", "im2col", "shifted"])
+@pytest.mark.parametrize("path", ["xla", "im2col", "shifted", ONEDNN])
 @pytest.mark.parametrize("shape,padding,pads", PADDING_CASES, ids=lambda c: str(c).replace(" ", ""))
 def test_both_paths_match_lax_conv_with_explicit_padding(shape, padding, pads, path):
     n, h, w, c_in, c_out, k = shape

@@ -49,7 +49,7 @@ class Config:
     norm_exclude: tuple[int, ...] = ()  # hidden layers that get no norm (d2l ex. 3)
     norm_position: str = "before_activation"  # where each norm sits: "before_activation" or "after_activation"
     dropout: float = 0.0  # dropout rate after each hidden layer's activation; 0 = no dropout
-    conv_path: str = "auto"  # "auto", "xla" (lax.conv_general_dilated), "im2col" or "shifted"
+    conv_path: str = "auto"  # "auto", "xla" (lax.conv_general_dilated), "im2col", "shifted" or "onednn"
     # "isolated": each network's step compiled on its own, so its trajectory is bit-identical alone or
     # in any group; "fused": one compiled step for the whole group (faster for small nets, but XLA
     # may then round a network's arithmetic differently depending on which networks share its group)
@@ -527,6 +527,9 @@ def validate(config: Config) -> Config:
             f"setting 'landscape_range' expects two numbers 0 < low < high; got {config.landscape_range}"
         )
     check_probe_options(config)
+    if config.conv_path == "onednn":  # forced: refuse before any work when it cannot run here
+        from normlab.models import onednn
+        onednn.require()
     return config
 
 

@@ -103,7 +103,8 @@ def build_model(
       norm_exclude: indices into ``activation_names`` of hidden layers that get no norm (d2l ex. 3).
       norm_position: ``"before_activation"`` (BN15) or ``"after_activation"``.
       dropout: rate of a dropout after each hidden activation (train mode only; d2l ex. 6).
-      conv_path: ``"auto"``, ``"xla"`` or ``"im2col"`` (see ``normlab.models.conv``).
+      conv_path: one of ``CONV_PATHS`` (``"auto"``, ``"xla"``, ``"im2col"``, ``"shifted"``,
+        ``"onednn"``; see ``normlab.models.conv``).
       **options: model-specific options, see ``model_options(name)`` (``dln``: depth;
         ``ioffe_mlp``: init_std; ``vgg``: norm_dense; ``lenet``: first_padding).
 

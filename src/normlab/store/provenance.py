@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 # Distributions whose versions change results; normlab itself is listed first.
-_PACKAGES = ("normlab", "jax", "jaxlib", "flax", "optax", "numpy", "pandas")
+# onednn-cpu-gomp: when installed, conv_path="auto" runs CPU convolutions through it.
+_PACKAGES = ("normlab", "jax", "jaxlib", "flax", "optax", "numpy", "pandas", "onednn-cpu-gomp")
 _GIT_TIMEOUT_SECONDS = 5
 
 
