@@ -113,7 +113,8 @@ def test_provenance_is_complete_and_json_able():
     provenance = collect_provenance(seeds={"init": 0, "data": 1})
     json.dumps(provenance)
     assert provenance["seeds"] == {"init": 0, "data": 1}
-    assert set(provenance["versions"]) == {"jax", "jaxlib", "flax", "optax", "numpy", "pandas", "python"}
+    assert set(provenance["versions"]) == {"jax", "jaxlib", "flax", "optax", "numpy", "pandas", "onednn-cpu-gomp",
+                                           "python"}
     assert provenance["versions"]["numpy"] != "unknown"
     assert provenance["jax"]["backend"] == "cpu"
     assert provenance["git"] is None or set(provenance["git"]) == {"revision", "dirty"}
