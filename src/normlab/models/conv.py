@@ -68,8 +68,8 @@ from normlab.models import onednn
 
 CONV_PATHS = ("auto", "xla", "im2col", "shifted", "onednn")
 
-# ((top, bottom), (left, right)) explicit zero padding.
-Pads = tuple[tuple[int, int], tuple[int, int]]
+# ((top, bottom), (left, right)) explicit zero padding (defined with the oneDNN primitives).
+Pads = onednn.Pads
 PaddingLike = str | int | Sequence[int] | Sequence[Sequence[int]]
 
 # The CPU rule's thresholds (see the module docstring for the measurements behind them).
@@ -104,15 +104,19 @@ def explicit_padding(padding: PaddingLike, kernel_hw: tuple[int, int]) -> Pads:
     raise NormlabError(f"bad padding {padding!r}; valid: SAME, VALID, an int, or pairs")
 
 
+def map_smaller_than_kernel(x_shape: Sequence[int], kernel_shape: Sequence[int]) -> bool:
+    """The input map is smaller than the kernel in height or width (VGG's 2x2 maps, 3x3 kernels)."""
+    return x_shape[1] < kernel_shape[0] or x_shape[2] < kernel_shape[1]
+
+
 def use_im2col_on_cpu(x_shape: Sequence[int], kernel_shape: Sequence[int]) -> bool:
     """The measured CPU rule (module docstring): tiny maps, wide layers on large maps, or few
     input channels (a first layer)."""
     _, h, w, _ = x_shape
-    kh, kw, c_in, c_out = kernel_shape
-    map_smaller_than_kernel = h < kh or w < kw
+    _, _, c_in, c_out = kernel_shape
     wide_on_large_map = c_out >= IM2COL_MIN_CHANNELS and h * w >= IM2COL_MIN_PIXELS
     few_input_channels = c_in <= IM2COL_MAX_INPUT_CHANNELS
-    return map_smaller_than_kernel or wide_on_large_map or few_input_channels
+    return map_smaller_than_kernel(x_shape, kernel_shape) or wide_on_large_map or few_input_channels
 
 
 def resolve_conv_path(path: str, x_shape: Sequence[int], kernel_shape: Sequence[int],
@@ -123,9 +127,8 @@ def resolve_conv_path(path: str, x_shape: Sequence[int], kernel_shape: Sequence[
         return path
     if jax.default_backend() != "cpu":
         return "xla"
-    h, w = x_shape[1], x_shape[2]
-    map_smaller_than_kernel = h < kernel_shape[0] or w < kernel_shape[1]
-    if not map_smaller_than_kernel and jnp.dtype(dtype) == jnp.float32 and onednn.available():
+    small_map = map_smaller_than_kernel(x_shape, kernel_shape)
+    if not small_map and jnp.dtype(dtype) == jnp.float32 and onednn.available():
         return "onednn"
     return "im2col" if use_im2col_on_cpu(x_shape, kernel_shape) else "xla"
 

@@ -202,13 +202,13 @@ def require() -> None:
 
 def implementation(direction: str, x_shape, kernel_shape, pads: Pads) -> str:
     """The kernel oneDNN picked for one direction and shape (e.g. ``"jit:avx512_core"``)."""
-    loaded = _load()
-    if isinstance(loaded, str):
-        raise NormlabError(f'conv path "onednn" is unavailable: {loaded}')
+    require()
+    library = _load()
+    assert isinstance(library, ctypes.CDLL)  # require() passed
     n, h, w, c_in = x_shape
     kh, kw, _, c_out = kernel_shape
     key = (list(TARGETS).index(direction), n, h, w, c_in, kh, kw, c_out, *pads[0], *pads[1])
-    return loaded.normlab_conv_implementation((ctypes.c_int64 * 12)(*key)).decode()
+    return library.normlab_conv_implementation((ctypes.c_int64 * 12)(*key)).decode()
 
 
 # --- shapes ------------------------------------------------------------------------------------
